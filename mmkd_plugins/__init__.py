@@ -1,0 +1,11 @@
+"""mmkd_plugins: OpenMMLab 2.x extension plugins.
+
+Importing the package registers every module into mmengine's root registries (``MODELS``, ``HOOKS``,
+``METRICS``, ``DATASETS``, ``TRANSFORMS``), so configs of mmpretrain, mmdet, mmseg and mmagic find them
+by name after ``custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)``.
+Only torch and mmengine are needed to import it; heavier dependencies are imported where used.
+"""
+from . import datasets, distillers, engine, evaluation, models  # noqa: F401  (registration)
+from .version import __version__
+
+__all__ = ['__version__']

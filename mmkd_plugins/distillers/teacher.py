@@ -1,0 +1,93 @@
+"""Building a frozen teacher from a config (any OpenMMLab scope) and a local checkpoint."""
+import copy
+import os.path as osp
+from typing import Any, Dict, Optional, Union
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import MODELS
+
+
+def load_model_config(cfg: Union[str, dict, Config]) -> Dict[str, Any]:
+    """Return a model config dict from a config file path (``'mmdet::...'`` allowed) or a model dict.
+
+    For a file, the file's top-level ``data_preprocessor`` is merged into the model (as mmengine's
+    Runner does) and its ``default_scope`` is recorded as ``_scope_`` so that the model is built in the
+    registry of its own repo, whatever the scope of the run.
+    """
+    if isinstance(cfg, (dict, ConfigDict)) and not isinstance(cfg, Config):
+        return copy.deepcopy(dict(cfg))
+    file_cfg = cfg if isinstance(cfg, Config) else Config.fromfile(cfg)
+    if 'model' not in file_cfg:
+        raise KeyError(f'config {cfg!r} has no "model" field')
+    model = copy.deepcopy(file_cfg.model.to_dict() if hasattr(file_cfg.model, 'to_dict')
+                          else dict(file_cfg.model))
+    if file_cfg.get('data_preprocessor') is not None:
+        model.setdefault('data_preprocessor', copy.deepcopy(dict(file_cfg.data_preprocessor)))
+    if file_cfg.get('default_scope') is not None:
+        model.setdefault('_scope_', file_cfg.default_scope)
+    return model
+
+
+def read_state_dict(filename: str) -> Dict[str, torch.Tensor]:
+    """Read the weights of a local checkpoint (mmengine format or a bare state dict).
+
+    ``module.`` prefixes (DataParallel) are removed. Raises FileNotFoundError naming the file.
+    """
+    if not isinstance(filename, str) or not osp.isfile(filename):
+        raise FileNotFoundError(f'teacher checkpoint not found: {filename!r} (teacher_ckpt must be a '
+                                'local file; nothing is downloaded)')
+    # Local checkpoints written by mmengine hold non-tensor metadata, which torch>=2.6's
+    # weights_only default refuses; the file is one the user points at explicitly.
+    ckpt = torch.load(filename, map_location='cpu', weights_only=False)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f'{filename}: not a checkpoint (expected a dict with "state_dict")')
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+
+
+def load_weights_strictly(model: nn.Module, filename: str, what: str = 'teacher') -> None:
+    """Load ``filename`` into ``model``; any missing / unexpected / mis-shaped key is an error."""
+    state = read_state_dict(filename)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mis_shaped = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}'
+                  for k, v in own.items() if k in state and hasattr(state[k], 'shape')
+                  and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or mis_shaped:
+        def show(keys):
+            return f'{keys[:10]}' + (f' ... (+{len(keys) - 10})' if len(keys) > 10 else '')
+        hint = ''
+        if any(k.startswith('student.') for k in unexpected):
+            hint = (' The file looks like a distiller checkpoint: convert it first with '
+                    'tools/convert_kd_ckpt_to_student.py.')
+        raise ValueError(f'{what} checkpoint {filename} does not match the {what} config: '
+                         f'missing keys {show(missing)}, unexpected keys {show(unexpected)}, '
+                         f'shape mismatches {show(mis_shaped)}.{hint}')
+    model.load_state_dict(state, strict=True)
+
+
+def build_frozen_teacher(cfg: Union[str, dict, Config], ckpt: Optional[str],
+                         allow_random: bool = False) -> nn.Module:
+    """Build the teacher, load its checkpoint, freeze it and put it in eval mode.
+
+    Args:
+        cfg: config file path (``'mmpretrain::resnet/resnet34_8xb32_in1k.py'`` style allowed) or a
+            model config dict.
+        ckpt: local checkpoint file of the teacher.
+        allow_random: accept ``ckpt=None`` (random teacher; only for tests and smoke runs).
+    """
+    model_cfg = load_model_config(cfg)
+    # A teacher is never initialised from the network: its weights come from ``ckpt``.
+    model_cfg.pop('init_cfg', None)
+    teacher = MODELS.build(model_cfg)
+    if ckpt is not None:
+        load_weights_strictly(teacher, ckpt, 'teacher')
+    elif not allow_random:
+        raise ValueError('teacher_ckpt is required (a local checkpoint file of the teacher); pass '
+                         'allow_random_teacher=True only for smoke tests')
+    teacher.requires_grad_(False)
+    teacher.eval()
+    return teacher

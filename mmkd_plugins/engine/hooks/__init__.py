@@ -1,0 +1,3 @@
+"""Training hooks."""
+from .distill_schedule import StopDistillHook  # noqa: F401
+from .rng_state import RNGStateHook  # noqa: F401

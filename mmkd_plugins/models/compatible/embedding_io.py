@@ -1,0 +1,87 @@
+"""The embedding file shared by the compatible-upgrade tools, hook and metric.
+
+An embedding file is a ``torch.save``-d dict (``.pth``):
+
+=================  ======================================================================================
+``embeddings``     FloatTensor (N, D), one row per gallery / query item (not normalised)
+``labels``         LongTensor (N,) class ids, or absent
+``logits``         FloatTensor (N, C) classifier outputs of the model that made the embeddings, optional
+                   (used by uncertainty-based backfilling: old-classifier posterior entropy)
+``indices``        LongTensor (N,) index of each row in the dataset it was extracted from
+``version``        LongTensor (N,) per row: 0 = old model, 1 = new model, 2 = old upgraded by BiCT
+``meta``           dict of strings / numbers (model config, checkpoint, ...)
+=================  ======================================================================================
+"""
+import os
+import os.path as osp
+from typing import Dict, Optional
+
+import torch
+
+VERSION_OLD, VERSION_NEW, VERSION_BICT = 0, 1, 2
+VERSION_NAMES = {VERSION_OLD: 'old', VERSION_NEW: 'new', VERSION_BICT: 'bict'}
+
+
+def save_embeddings(path: str,
+                    embeddings: torch.Tensor,
+                    labels: Optional[torch.Tensor] = None,
+                    logits: Optional[torch.Tensor] = None,
+                    indices: Optional[torch.Tensor] = None,
+                    version: Optional[torch.Tensor] = None,
+                    meta: Optional[dict] = None) -> Dict:
+    """Validate and write an embedding file; returns the saved dict."""
+    if embeddings.dim() != 2:
+        raise ValueError(f'embeddings must be (N, D), got shape {tuple(embeddings.shape)}')
+    n = embeddings.shape[0]
+    data = dict(embeddings=embeddings.detach().cpu().float(),
+                indices=torch.arange(n) if indices is None else torch.as_tensor(indices).long().cpu(),
+                version=(torch.zeros(n, dtype=torch.long)
+                         if version is None else torch.as_tensor(version).long().cpu()),
+                meta=dict(meta or {}))
+    if labels is not None:
+        data['labels'] = torch.as_tensor(labels).long().cpu()
+    if logits is not None:
+        data['logits'] = logits.detach().cpu().float()
+    _validate(data, path)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    torch.save(data, path)
+    return data
+
+
+def _validate(data: Dict, path: str) -> None:
+    if not isinstance(data, dict) or 'embeddings' not in data:
+        raise ValueError(f'{path}: not an embedding file (a dict with an "embeddings" entry expected)')
+    n = data['embeddings'].shape[0]
+    for key in ('labels', 'logits', 'indices', 'version'):
+        if key in data and data[key] is not None and data[key].shape[0] != n:
+            raise ValueError(f'{path}: "{key}" has {data[key].shape[0]} rows but "embeddings" has {n}')
+
+
+def load_embeddings(path: str) -> Dict:
+    """Read and validate an embedding file (missing ``indices`` / ``version`` are filled in)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'embedding file not found: {path}')
+    data = torch.load(path, map_location='cpu', weights_only=True)
+    _validate(data, path)
+    n = data['embeddings'].shape[0]
+    data.setdefault('indices', torch.arange(n))
+    data.setdefault('version', torch.zeros(n, dtype=torch.long))
+    data.setdefault('meta', {})
+    return data
+
+
+def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class mean embedding (C, D); rows of absent classes are zero."""
+    sums = embeddings.new_zeros(num_classes, embeddings.shape[1]).index_add_(0, labels, embeddings)
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).to(embeddings)
+    return sums / counts[:, None]
+
+
+def class_means_from_file(path: str, num_classes: int) -> torch.Tensor:
+    """Class prototypes (C, D) from a labelled embedding file."""
+    data = load_embeddings(path)
+    if 'labels' not in data:
+        raise ValueError(f'{path}: prototypes need labels, the file has none')
+    if int(data['labels'].max()) >= num_classes:
+        raise ValueError(f'{path}: label {int(data["labels"].max())} >= num_classes={num_classes}')
+    return class_means(data['embeddings'], data['labels'], num_classes)

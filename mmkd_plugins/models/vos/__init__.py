@@ -1,0 +1,1 @@
+"""Registered modules of this kind; each method in its own file."""

@@ -1,0 +1,3 @@
+from .imports import require
+
+__all__ = ['require']

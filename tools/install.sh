@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Install whatever is missing of the OpenMMLab stack and of mmkd_plugins, into the current Python.
+#
+#   bash tools/install.sh            # runtime stack + mmkd_plugins (editable)
+#   bash tools/install.sh tests      # ... plus the test requirements
+#
+# Idempotent and fast on a second run: every step first checks whether it is already satisfied.
+# mmcv 2.1.0 (the newest mmcv that mmdet 3.3 / mmseg 1.2.2 accept) has no wheels on PyPI, so it is
+# built from its source distribution once, with compiled ops, and the wheel is kept in
+# $MMKD_WHEEL_CACHE (default ~/.cache/mmkd_plugins/wheels/<torch version>/) for later installs.
+# torch >= 2.10 headers require C++20 while mmcv 2.1.0's setup.py asks for C++17: the flag is patched
+# in the unpacked source before building (no other change).
+# Set FORCE_CUDA=1 (and have nvcc) on a GPU cluster to build the CUDA ops too.
+set -euo pipefail
+
+PY=${PYTHON:-python3}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+WHAT=${1:-runtime}
+PIP=("$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS")
+
+log() { printf '[install] %s\n' "$*" >&2; }
+pin() { grep -E "^$1==" "$CONSTRAINTS" | head -n1 | cut -d= -f3; }
+
+have() {  # have MODULE [VERSION]: module importable (with that version when given)
+  (cd / && "$PY" - "$@") <<'EOF' >/dev/null 2>&1
+import importlib, sys
+mod = importlib.import_module(sys.argv[1])
+if len(sys.argv) > 2:
+    v = getattr(mod, '__version__', '')
+    sys.exit(0 if v.split('+')[0] == sys.argv[2] else 1)
+EOF
+}
+
+start=$(date +%s)
+
+# 1. torch, torchvision, build tools, mmengine, mim.
+if ! have torch "$(pin torch)" || ! have torchvision "$(pin torchvision)" || ! have mmengine "$(pin mmengine)" \
+    || ! have mim || ! have setuptools "$(pin setuptools)" || ! have numpy "$(pin numpy)"; then
+  log "installing torch, torchvision, mmengine, openmim"
+  "${PIP[@]}" torch torchvision numpy setuptools wheel ninja mmengine openmim
+fi
+
+# 2. mmcv with compiled ops, built once from source and cached.
+mmcv_ok() { (cd / && "$PY" -c "import mmcv, mmcv.ops; from mmcv.ops import nms, roi_align") >/dev/null 2>&1 && have mmcv "$(pin mmcv)"; }
+if ! mmcv_ok; then
+  mmcv_v=$(pin mmcv)
+  torch_tag=$("$PY" -c "import torch; print(torch.__version__.replace('+', '_'))")
+  cache="${MMKD_WHEEL_CACHE:-$HOME/.cache/mmkd_plugins/wheels}/torch-${torch_tag}${FORCE_CUDA:+-cuda}"
+  mkdir -p "$cache"
+  wheel=$(ls "$cache"/mmcv-"$mmcv_v"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$wheel" ]; then
+    log "building mmcv $mmcv_v with ops from source (once; about 20-30 min on 2 cores)"
+    work=$(mktemp -d)
+    "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: --no-build-isolation \
+      "mmcv==$mmcv_v" -d "$work"
+    tar -xzf "$work/mmcv-$mmcv_v.tar.gz" -C "$work"
+    src="$work/mmcv-$mmcv_v"
+    if "$PY" -c "import torch, sys; from packaging.version import parse as p; sys.exit(0 if p(torch.__version__) >= p('2.10') else 1)"; then
+      sed -i "s/-std=c++17/-std=c++20/g; s#/std:c++17#/std:c++20#g" "$src/setup.py"
+    fi
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --disable-pip-version-check -q \
+      --no-deps --no-build-isolation "$src" -w "$cache"
+    rm -rf "$work"
+    wheel=$(ls "$cache"/mmcv-"$mmcv_v"-*.whl | head -n1)
+  fi
+  log "installing $wheel"
+  "${PIP[@]}" "$wheel"
+  mmcv_ok || { log "mmcv installed but its ops do not import"; exit 1; }
+fi
+
+# 3. The OpenMMLab repos the plugins extend.
+if ! have mmpretrain "$(pin mmpretrain)" || ! have mmdet "$(pin mmdet)" || ! have mmseg "$(pin mmsegmentation)" \
+    || ! have ftfy || ! have regex; then
+  log "installing mmpretrain, mmdet, mmsegmentation"
+  "${PIP[@]}" -r "$ROOT/requirements/mminstall.txt"
+fi
+
+# 4. mmkd_plugins itself (editable, so configs/ and tools/ are used in place), and test extras.
+if ! (cd / && "$PY" -c "import mmkd_plugins, os, sys; sys.exit(0 if os.path.dirname(os.path.dirname(os.path.abspath(mmkd_plugins.__file__))) == sys.argv[1] else 1)" "$ROOT") >/dev/null 2>&1; then
+  log "installing mmkd_plugins from $ROOT"
+  "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
+fi
+if [ "$WHAT" = tests ]; then
+  if ! have pytest || ! have sklearn || ! have skimage || ! have pytest_timeout; then
+    log "installing test requirements"
+    "${PIP[@]}" -r "$ROOT/requirements/tests.txt"
+  fi
+fi
+
+log "stack ready in $(( $(date +%s) - start )) s"
