@@ -15,6 +15,7 @@ import torch
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
 
 from mmkd_plugins.distillers import read_state_dict  # noqa: E402
+from mmkd_plugins.utils import load_local_checkpoint  # noqa: E402
 
 
 def student_state_dict(state: Dict[str, torch.Tensor], prefix: str = 'student.') -> Dict[str, torch.Tensor]:
@@ -28,7 +29,7 @@ def student_state_dict(state: Dict[str, torch.Tensor], prefix: str = 'student.')
 def convert(src: str, dst: str, prefix: str = 'student.') -> Dict[str, torch.Tensor]:
     student = student_state_dict(read_state_dict(src), prefix)
     meta = {}
-    ckpt = torch.load(src, map_location='cpu', weights_only=False)
+    ckpt = load_local_checkpoint(src, map_location="cpu")
     if isinstance(ckpt, dict) and isinstance(ckpt.get('meta'), dict):
         meta = {k: v for k, v in ckpt['meta'].items() if k in ('epoch', 'iter', 'dataset_meta', 'seed')}
     meta['converted_from'] = osp.basename(src)

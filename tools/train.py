@@ -59,9 +59,28 @@ def build_config(args) -> Config:
     return cfg
 
 
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on CPU-only machines (gloo).
+
+    mmengine's pytorch launcher always calls ``torch.cuda.set_device``; on a machine without CUDA
+    the process group is initialised here with gloo instead (mmengine then keeps it), and DDP is
+    built without ``device_ids``, as torch requires for CPU modules.
+    """
+    import torch
+    import torch.distributed as dist
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available() or dist.is_initialized():
+        return
+    dist.init_process_group(backend='gloo')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False,
+                                     find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else None
     if runner is None:
         from mmengine.registry import RUNNERS

@@ -8,6 +8,8 @@ import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODELS
 
+from ..utils.checkpoint_compat import load_local_checkpoint
+
 
 def load_model_config(cfg: Union[str, dict, Config]) -> Dict[str, Any]:
     """Return a model config dict from a config file path (``'mmdet::...'`` allowed) or a model dict.
@@ -40,7 +42,7 @@ def read_state_dict(filename: str) -> Dict[str, torch.Tensor]:
                                 'local file; nothing is downloaded)')
     # Local checkpoints written by mmengine hold non-tensor metadata, which torch>=2.6's
     # weights_only default refuses; the file is one the user points at explicitly.
-    ckpt = torch.load(filename, map_location='cpu', weights_only=False)
+    ckpt = load_local_checkpoint(filename, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'{filename}: not a checkpoint (expected a dict with "state_dict")')

@@ -1,3 +1,4 @@
 """Training hooks."""
 from .distill_schedule import StopDistillHook  # noqa: F401
 from .rng_state import RNGStateHook  # noqa: F401
+from .backfill import BackfillHook  # noqa: F401

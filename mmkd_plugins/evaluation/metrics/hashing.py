@@ -3,7 +3,7 @@
 Codes are stored packed, 8 bits a byte, most significant bit first (``numpy.packbits`` order); bit 1
 stands for +1 and bit 0 for -1. Hamming distances are XOR + popcount on 64-bit words, computed for a
 chunk of queries against the whole database at a time, so memory stays bounded
-(``max_chunk_bytes``) for any number of queries.
+(``max_chunk_bytes``) for any number of queries and database size.
 
 Definitions (per query q; the database is ranked by Hamming distance, ties broken by database
 index, i.e. a stable sort; ``rel_j`` = the j-th ranked item shares at least one label with q):
@@ -67,18 +67,28 @@ def _to_words(packed: Tensor) -> Tensor:
 _M1 = 0x5555555555555555
 _M2 = 0x3333333333333333
 _M4 = 0x0F0F0F0F0F0F0F0F
+_H01 = 0x0101010101010101
 
 
 def popcount64(x: Tensor) -> Tensor:
-    """Number of set bits of every int64 element (SWAR bit counting, vectorised)."""
-    # Arithmetic right shifts copy the sign bit, but every mask below has a zero top bit.
-    x = x - ((x >> 1) & _M1)
-    x = (x & _M2) + ((x >> 2) & _M2)
-    x = (x + (x >> 4)) & _M4
-    x = x + (x >> 8)
-    x = x + (x >> 16)
-    x = x + (x >> 32)
-    return x & 0x7F
+    """Number of set bits of every int64 element (SWAR bit counting, vectorised, 2 temporaries).
+
+    Arithmetic right shifts copy the sign bit, but every mask has a zero top bit; the final multiply
+    wraps modulo 2**64 and its top byte (the count, <= 64) is non-negative.
+    """
+    t = x >> 1
+    t &= _M1
+    torch.sub(x, t, out=t)  # 2-bit counts
+    u = t >> 2
+    u &= _M2
+    t &= _M2
+    t += u  # 4-bit counts
+    torch.bitwise_right_shift(t, 4, out=u)
+    t += u
+    t &= _M4  # 8-bit counts
+    t *= _H01
+    t >>= 56
+    return t
 
 
 def hamming_distance(query_words: Tensor, db_words: Tensor) -> Tensor:
@@ -101,7 +111,7 @@ def hashing_retrieval_metrics(query_codes: Tensor,
                               topk: Union[int, Sequence[int]] = 1000,
                               hamming_radius: Optional[int] = 2,
                               chunk_size: Optional[int] = None,
-                              max_chunk_bytes: int = 256 * 2**20) -> Dict[str, Tensor]:
+                              max_chunk_bytes: int = 32 * 2**20) -> Dict[str, Tensor]:
     """Per-query Hamming-ranking retrieval metrics (see the module docstring for the definitions).
 
     Args:
@@ -112,7 +122,8 @@ def hashing_retrieval_metrics(query_codes: Tensor,
         topk: K, or several.
         hamming_radius: r for precision/recall within radius r; None skips them.
         chunk_size: queries per chunk; None derives it from ``max_chunk_bytes``.
-        max_chunk_bytes: approximate memory budget of one chunk's temporaries.
+        max_chunk_bytes: approximate memory of one chunk's temporaries (32 MiB: about 8 queries
+            against 1e5 items; larger chunks are slower, as they fall out of the CPU caches).
 
     Returns:
         dict of (Q,) float64 tensors: ``AP@K`` and ``P@K`` for every K, ``P_r`` and ``R_r``
@@ -139,25 +150,33 @@ def hashing_retrieval_metrics(query_codes: Tensor,
     if num_db == 0:
         raise ValueError('hashing metrics: the database is empty')
 
-    q_words, db_words = _to_words(query_codes), _to_words(db_codes)
-    ql_words = _to_words(pack_bits(query_labels.bool()))
-    dbl_words = _to_words(pack_bits(db_labels.bool()))
-    num_words = q_words.shape[1] + dbl_words.shape[1]
+    device = db_codes.device
+    q_words, db_words = _to_words(query_codes.to(device)), _to_words(db_codes)
+    ql_words = _to_words(pack_bits(query_labels.bool().to(device)))
+    dbl_words = _to_words(pack_bits(db_labels.bool().to(device)))
     max_r = min(max(topks), num_db)
+    idx_base = torch.arange(num_db, dtype=torch.int64, device=device)
+    ranks = torch.arange(1, max_r + 1, dtype=torch.float64, device=device)
 
     if chunk_size is None:
-        per_query = num_db * (8 * (6 + 2 * num_words)) + max_r * (8 * (4 + dbl_words.shape[1]))
-        chunk_size = max(1, int(max_chunk_bytes // max(per_query, 1)))
+        # int64 temporaries of one query row: distances, keys, two popcount buffers, the radius
+        # relevance (label words); small chunks keep them cache-resident, which is the fast regime.
+        per_query = 8 * num_db * (4 + dbl_words.shape[1]) + 8 * max_r * (4 + dbl_words.shape[1])
+        chunk_size = max(1, int(max_chunk_bytes // per_query))
 
-    out: Dict[str, List[Tensor]] = {}
-    idx_base = torch.arange(num_db, dtype=torch.int64)
-    ranks = torch.arange(1, max_r + 1, dtype=torch.float64)
+    # Results are written into preallocated arrays: keeping per-chunk result tensors alive between
+    # the large per-chunk temporaries fragments the C heap and makes the resident memory grow.
+    keys_out = [f'{m}@{k}' for k in topks for m in ('AP', 'P')]
+    if hamming_radius is not None:
+        keys_out += [f'P_{hamming_radius}', f'R_{hamming_radius}']
+    out = {key: torch.zeros(num_q, dtype=torch.float64, device=device) for key in keys_out}
     for start in range(0, num_q, chunk_size):
         end = min(start + chunk_size, num_q)
         dist = hamming_distance(q_words[start:end], db_words)  # (q, N)
         # Stable ranking: distance first, database index second (keys are unique).
         keys = dist * num_db + idx_base
         top_idx = keys.topk(max_r, dim=1, largest=False, sorted=True).indices  # (q, R)
+        del keys
         rel = _shares_label(ql_words[start:end, None], dbl_words[top_idx])  # (q, R)
         rel_f = rel.to(torch.float64)
         hits = rel_f.cumsum(dim=1)
@@ -166,21 +185,19 @@ def hashing_retrieval_metrics(query_codes: Tensor,
             r = min(int(k), num_db)
             n_rel = hits[:, r - 1]
             ap = (prec_at_j[:, :r] * rel_f[:, :r]).sum(dim=1) / n_rel.clamp(min=1)
-            out.setdefault(f'AP@{k}', []).append(torch.where(n_rel > 0, ap, torch.zeros_like(ap)))
-            out.setdefault(f'P@{k}', []).append(n_rel / r)
+            out[f'AP@{k}'][start:end] = torch.where(n_rel > 0, ap, torch.zeros_like(ap))
+            out[f'P@{k}'][start:end] = n_rel / r
         if hamming_radius is not None:
             within = dist <= hamming_radius
             rel_all = _shares_label(ql_words[start:end, None], dbl_words[None])  # (q, N)
             n_ret = within.sum(dim=1).to(torch.float64)
             n_rel_ret = (within & rel_all).sum(dim=1).to(torch.float64)
             n_rel_all = rel_all.sum(dim=1).to(torch.float64)
-            out.setdefault(f'P_{hamming_radius}', []).append(
-                torch.where(n_ret > 0, n_rel_ret / n_ret.clamp(min=1), torch.zeros_like(n_ret)))
-            out.setdefault(f'R_{hamming_radius}', []).append(
-                torch.where(n_rel_all > 0, n_rel_ret / n_rel_all.clamp(min=1), torch.zeros_like(n_ret)))
-    if num_q == 0:
-        return {}
-    return {key: torch.cat(vals) for key, vals in out.items()}
+            out[f'P_{hamming_radius}'][start:end] = torch.where(
+                n_ret > 0, n_rel_ret / n_ret.clamp(min=1), torch.zeros_like(n_ret))
+            out[f'R_{hamming_radius}'][start:end] = torch.where(
+                n_rel_all > 0, n_rel_ret / n_rel_all.clamp(min=1), torch.zeros_like(n_ret))
+    return out
 
 
 def hashing_map(query_codes: Tensor, db_codes: Tensor, query_labels: Tensor, db_labels: Tensor,
@@ -229,7 +246,7 @@ class HashingMAP(BaseMetric):
                  database_split: str = 'database',
                  code_key: str = 'pred_hash_bits',
                  chunk_size: Optional[int] = None,
-                 max_chunk_bytes: int = 256 * 2**20,
+                 max_chunk_bytes: int = 32 * 2**20,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)

@@ -59,7 +59,10 @@ def _solve_step(mtm, g_diag, alpha, hom, row_weight_sq, row_target, damping, x_i
     data = sparse.csr_matrix((vals.ravel(), (rows.ravel(), cols.ravel())), shape=(4 * n, 4 * n))
     lhs = (stiff + data + damping * sparse.identity(4 * n)).tocsc()
     rhs = (hom[:, :, None] * row_target[:, None, :]).reshape(4 * n, 3) + damping * x_identity
-    return splinalg.splu(lhs, permc_spec='MMD_AT_PLUS_A').solve(rhs)
+    # symmetric positive definite: symmetric ordering, no row pivoting
+    lu = splinalg.splu(lhs, permc_spec='MMD_AT_PLUS_A', diag_pivot_thresh=0.0,
+                       options=dict(SymmetricMode=True))
+    return lu.solve(rhs)
 
 
 def optimal_step_nicp(src_vertices: np.ndarray,

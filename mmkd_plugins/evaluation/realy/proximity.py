@@ -83,6 +83,19 @@ class SurfaceProximity:
         return cp[first], np.sqrt(d2[first]), pt[first]
 
 
+class MovedProximity:
+    """Closest points on a rigidly moved copy ``R V + t`` of the mesh indexed by ``base``, without
+    rebuilding the index: ``closest(q; R V + t) = R closest(R^T (q - t); V) + t``."""
+
+    def __init__(self, base: SurfaceProximity, rotation: np.ndarray, translation: np.ndarray) -> None:
+        self.base, self.rotation, self.translation = base, np.asarray(rotation), np.asarray(translation)
+
+    def query(self, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        local, dist, tri = self.base.query((np.asarray(points, dtype=np.float64) - self.translation)
+                                           @ self.rotation)
+        return local @ self.rotation.T + self.translation, dist, tri
+
+
 def closest_points_on_surface(vertices: np.ndarray, faces: np.ndarray,
                               points: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-shot ``SurfaceProximity(vertices, faces).query(points)``."""

@@ -16,8 +16,6 @@ import torch
 import torch.nn as nn
 from mmengine.registry import MODELS
 
-from ..losses.compatible import bict_transform_loss
-
 
 @MODELS.register_module()
 class BiCTTransformation(nn.Module):
@@ -56,7 +54,7 @@ class BiCTTransformation(nn.Module):
                              f'got shape {tuple(old.shape)}')
         out = self.mlp(old)
         if self.residual:
-            from ..losses.compatible import match_dim
+            from ..losses.compatible import match_dim  # not at top: losses import this package
             out = out + match_dim(old, self.new_dim)
         return out
 
@@ -81,6 +79,7 @@ def fit_bict_transformation(old: torch.Tensor,
     if old.dim() != 2 or new.dim() != 2 or old.shape[0] != new.shape[0]:
         raise ValueError('fit_bict_transformation: old and new must be (N, D) with the same N, got '
                          f'{tuple(old.shape)} and {tuple(new.shape)}')
+    from ..losses.compatible import bict_transform_loss
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

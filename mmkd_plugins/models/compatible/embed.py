@@ -101,3 +101,66 @@ def subset_loader(dataloader, indices: Sequence[int], batch_size: Optional[int] 
                       shuffle=False,
                       num_workers=0,
                       collate_fn=dataloader.collate_fn)
+
+
+_DISTILLERS = ('CompatibleDistiller', 'SingleTeacherDistiller')
+
+
+def load_config(config):
+    """An mmengine Config from a path (or Config), with ``mmkd_plugins`` imported and the scope set."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmkd_plugins  # noqa: F401  (registration)
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    return cfg
+
+
+def build_embedding_model(config, checkpoint: Optional[str], device: str = 'cpu') -> nn.Module:
+    """The embedding model of a config, weights from ``checkpoint``, in eval mode.
+
+    For a distiller config (``CompatibleDistiller`` / ``SingleTeacherDistiller``) the student's config is
+    used; a distiller checkpoint (keys ``student.*``) is read as the student's weights.
+    """
+    import copy
+
+    from mmengine.registry import MODELS
+
+    from mmkd_plugins.distillers.teacher import read_state_dict
+    cfg = load_config(config)
+    model_cfg = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model))
+    if model_cfg.get('type') in _DISTILLERS:
+        model_cfg = model_cfg['student']
+    if model_cfg.get('data_preprocessor') is None and cfg.get('data_preprocessor') is not None:
+        model_cfg['data_preprocessor'] = copy.deepcopy(dict(cfg.data_preprocessor))
+    model_cfg.pop('init_cfg', None)
+    model = MODELS.build(model_cfg)
+    if checkpoint is not None:
+        state = read_state_dict(checkpoint)
+        if state and all(k.startswith('student.') or k.startswith('connectors.') or
+                         k.startswith('distill_losses.') for k in state):
+            state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f'checkpoint {checkpoint} does not match the model of the config: missing '
+                             f'{missing[:10]}, unexpected {unexpected[:10]}')
+    return model.to(device).eval()
+
+
+def build_split_dataloader(config, split: str = 'test', batch_size: Optional[int] = None):
+    """The config's ``<split>_dataloader`` (train / val / test), unshuffled."""
+    import copy
+
+    from mmengine.runner import Runner
+    cfg = load_config(config)
+    key = f'{split}_dataloader'
+    if cfg.get(key) is None:
+        raise KeyError(f'the config has no {key}')
+    loader_cfg = copy.deepcopy(cfg[key].to_dict() if hasattr(cfg[key], 'to_dict') else dict(cfg[key]))
+    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    if batch_size is not None:
+        loader_cfg['batch_size'] = batch_size
+    loader_cfg['num_workers'] = 0
+    loader_cfg.pop('persistent_workers', None)
+    return Runner.build_dataloader(loader_cfg)

@@ -2,7 +2,7 @@
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, Sequential
 from mmengine.registry import MODELS
 from mmengine.structures import BaseDataElement
 from torch import Tensor, nn
@@ -37,6 +37,10 @@ class HashHead(BaseModule):
         dropout: dropout probability of the MLP blocks.
         loss: config (or module) of the hashing loss, called as ``loss(h, multi_hot)``;
             ``hash_bits``/``num_classes`` are filled in when missing.
+        mlp_init_cfg: initialisation of the MLP alone (applied after ``init_cfg``), e.g.
+            ``dict(type='Pretrained', checkpoint='torchvision://alexnet', prefix='classifier.')``:
+            with ``hidden_channels=(4096, 4096)`` and ``dropout > 0`` the MLP's layer indices match
+            torchvision AlexNet's ``classifier`` (Linear layers at 1 and 4).
         init_cfg: initialisation config.
 
     ``predict`` writes, per sample, ``pred_hash_bits`` (uint8, ceil(K/8) bytes, numpy.packbits order)
@@ -50,6 +54,7 @@ class HashHead(BaseModule):
                  hidden_channels: Sequence[int] = (),
                  dropout: float = 0.0,
                  loss: Union[dict, nn.Module] = dict(type='HyP2Loss'),
+                 mlp_init_cfg: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = dict(
                      type='Normal', layer='Linear', std=0.01)) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -66,7 +71,7 @@ class HashHead(BaseModule):
                 layers.append(nn.Dropout(dropout))
             layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
             width = hidden
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = Sequential(*layers, init_cfg=mlp_init_cfg)
         self.hash_layer = nn.Linear(width, hash_bits)
 
         if isinstance(loss, nn.Module):

@@ -149,7 +149,10 @@ def tf_nkd_loss(student_logits: Tensor, target: Tensor, reduction: str = 'mean')
         w_k = 0 \text{ where } v_k = 0, \qquad
         L = -\frac{1}{N} \sum_n \sum_k w_{n,k} \log y_{n, t_k}.
 
-    The batch mean of :math:`y_{t_k}` is taken over all N samples for each k.
+    The batch mean of :math:`y_{t_k}` is taken, for each k, over the samples whose label value
+    :math:`v_k` is non-zero (all N samples for hard labels). A sample without a second label
+    (e.g. mixup of an image with itself) has no meaningful :math:`t_2` (``topk`` breaks the tie
+    among zeros arbitrarily), so it must not shift the mean of the others.
 
     Args:
         student_logits: (N, C) logits.
@@ -167,8 +170,10 @@ def tf_nkd_loss(student_logits: Tensor, target: Tensor, reduction: str = 'mean')
     log_y = F.log_softmax(student_logits, dim=1).gather(1, labels)  # (N, K)
     with torch.no_grad():
         y = log_y.exp()
-        w = y + values - y.mean(dim=0, keepdim=True)
-        w = torch.where(values == 0, torch.zeros_like(w), w)
+        valid = (values != 0).to(y.dtype)
+        batch_mean = (y * valid).sum(dim=0, keepdim=True) / valid.sum(dim=0, keepdim=True).clamp(
+            min=1)
+        w = (y + values - batch_mean) * valid
     return _reduce(-(w * log_y).sum(dim=1), reduction)
 
 

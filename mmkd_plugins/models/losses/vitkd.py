@@ -49,6 +49,11 @@ def vit_patch_tokens(x: Tensor,
     return x[:, num_prefix_tokens:], None
 
 
+def _acc_dtype(x: Tensor) -> torch.dtype:
+    """Accumulate in at least float32 (fp16/bf16 features under AMP), float64 stays float64."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def vitkd_mimic_loss(aligned_student: Tensor, teacher: Tensor, alpha: float = 3e-5) -> Tensor:
     r"""Shallow-layer mimicking: :math:`\alpha \sum (\mathrm{Lin}(s) - t)^2 / B`.
 
@@ -60,7 +65,8 @@ def vitkd_mimic_loss(aligned_student: Tensor, teacher: Tensor, alpha: float = 3e
     if aligned_student.shape != teacher.shape:
         raise ValueError('ViTKD mimicking needs matching shapes, got student '
                          f'{tuple(aligned_student.shape)} and teacher {tuple(teacher.shape)}')
-    diff = aligned_student.float() - teacher.detach().float()
+    dtype = _acc_dtype(aligned_student)
+    diff = aligned_student.to(dtype) - teacher.detach().to(dtype)
     return alpha * diff.pow(2).sum() / aligned_student.size(0)
 
 
@@ -84,7 +90,8 @@ def vitkd_generation_loss(generated: Tensor,
     if generated.shape != teacher.shape or mask.shape != generated.shape[:2]:
         raise ValueError('ViTKD generation needs generated/teacher (B, L, D) and mask (B, L), got '
                          f'{tuple(generated.shape)}, {tuple(teacher.shape)}, {tuple(mask.shape)}')
-    diff = generated.float() - teacher.detach().float()
+    dtype = _acc_dtype(generated)
+    diff = generated.to(dtype) - teacher.detach().to(dtype)
     per_token = diff.pow(2).sum(dim=-1)
     return beta / lambda_vitkd * (per_token * mask.to(per_token.dtype)).sum() / generated.size(0)
 

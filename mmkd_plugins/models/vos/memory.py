@@ -318,14 +318,18 @@ class SWEMMemory(BaseVOSMemory):
         num_bases: ``L`` bases per class and bank (128 in the paper).
         num_iters: ``T`` EM iterations per frame (4).
         tau: temperature (0.05).
-        top_l: permutation-invariant feature length (64); clipped to the number of items of a class.
+        top_l: permutation-invariant feature length (64); classes with fewer items are zero-padded.
+        init_seed: if set, the random prior bases of new objects come from a generator re-seeded at
+            every :meth:`reset`, so inference is reproducible; ``None`` uses torch's global RNG.
     """
 
     def __init__(self, key_dim: int = 128, value_dim: int = 512, num_bases: int = 128,
-                 num_iters: int = 4, tau: float = 0.05, top_l: int = 64) -> None:
+                 num_iters: int = 4, tau: float = 0.05, top_l: int = 64,
+                 init_seed: Optional[int] = None) -> None:
         super().__init__(tau=tau, top_l=top_l)
         self.key_dim, self.value_dim = key_dim, value_dim
         self.num_bases, self.num_iters = num_bases, num_iters
+        self.init_seed = init_seed
         self.reset()
 
     @property
@@ -337,6 +341,8 @@ class SWEMMemory(BaseVOSMemory):
         self.update_bank: Optional[Bank] = None
         self.has_update: Optional[Tensor] = None
         self.frame_index = 0
+        self._generator = (torch.Generator().manual_seed(self.init_seed)
+                           if self.init_seed is not None else None)
 
     def _em(self, keys: Tensor, values: Tensor, hard: Tensor, soft: Tensor, prior: Bank) -> Bank:
         return weighted_em(keys.flatten(2), values.flatten(2), em_masks(hard, soft), prior,
@@ -348,7 +354,8 @@ class SWEMMemory(BaseVOSMemory):
         if keys.shape[1] != self.key_dim or values.shape[1] != self.value_dim:
             raise ValueError(f'SWEMMemory: expected {self.key_dim} key and {self.value_dim} value '
                              f'channels, got {keys.shape[1]} and {values.shape[1]}')
-        prior = init_bases(n, self.key_dim, self.value_dim, self.num_bases, keys.device, keys.dtype)
+        prior = init_bases(n, self.key_dim, self.value_dim, self.num_bases, keys.device, keys.dtype,
+                           self._generator)
         bank = self._em(keys, values, hard, soft, prior)
         empty = {k: torch.zeros_like(v) for k, v in bank.items()}
         if self.first is None:

@@ -1,0 +1,13 @@
+# VGG-13 (BN) on CIFAR-100. Teacher of the CIFAR-100 benchmark (train it first; the NKD configs read
+# work_dirs/vgg13_cifar100/epoch_240.pth).
+_base_ = ['./_base_/cifar100_bs64_240e.py']
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CifarVGG', depth=13),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=512,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))

@@ -1,0 +1,25 @@
+# MGD for classification: ResNet-34 teacher -> ResNet-18 student on ImageNet-1k
+# (paper: 69.90 -> 71.69 top-1). Distilled feature: the last backbone stage before global pooling
+# (512 channels for both); channel mask (lambda_mgd 0.15), alpha_mgd 7e-5. The student recipe is
+# mmpretrain's, inherited unchanged; the head keeps its cross-entropy.
+# Teacher weights: mmpretrain's resnet34_8xb32_in1k_20210831-f257d4e6, from
+#   https://download.openmmlab.com/mmclassification/v0/resnet/
+# into checkpoints/ (or set --cfg-options model.teacher_ckpt=PATH).
+_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
+custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='SingleTeacherDistiller',
+    student=_base_.model,
+    teacher='mmpretrain::resnet/resnet34_8xb32_in1k.py',
+    teacher_ckpt='checkpoints/resnet34_8xb32_in1k_20210831-f257d4e6.pth',
+    teacher_forward='extract_feat',
+    student_taps=dict(feat=dict(module='backbone', idx=-1)),
+    teacher_taps=dict(feat=dict(module='backbone', idx=-1)),
+    connectors=dict(
+        mgd=dict(type='MGDConnector', student_channels=512, teacher_channels=512,
+                 lambda_mgd=0.15, mask_type='channel')),
+    distill_losses=dict(
+        loss_mgd=dict(type='MGDLoss', alpha_mgd=7e-5,
+                      inputs=dict(preds_S='mgd(student.feat)', preds_T='teacher.feat'))))

@@ -1,0 +1,38 @@
+# ViTKD: DeiT III-L teacher -> DeiT-Base student on ImageNet-1k.
+# Paper (top-1): 81.76 -> 83.46 (ViTKD) -> 85.41 (ViTKD + NKD).
+# The student recipe (300 epochs, AdamW, Mixup/CutMix, label smoothing) is mmpretrain's,
+# inherited unchanged; the teacher runs its backbone only.
+# Taps (mmpretrain VisionTransformer / DeiT3): blocks 0 and 1 ("low", mimicked through one Linear
+# each) and the last block after the final LayerNorm `backbone.ln1` ("high", masked generation).
+# ViTKDLoss drops the cls token (student_prefix_tokens / teacher_prefix_tokens = 1); student and
+# teacher both use 224x224 inputs with 16x16 patches (a 14x14 token grid).
+# Teacher weights: mmpretrain's deit3-large-p16_3rdparty_in1k_20221009-03b427ea, from
+#   https://download.openmmlab.com/mmclassification/v0/deit3/
+# into checkpoints/ (or set --cfg-options model.teacher_ckpt=PATH).
+_base_ = ['mmpretrain::deit/deit-base_16xb64_in1k.py']
+custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='SingleTeacherDistiller',
+    student=_base_.model,
+    teacher='mmpretrain::deit3/deit3-large-p16_64xb64_in1k.py',
+    teacher_ckpt='checkpoints/deit3-large-p16_3rdparty_in1k_20221009-03b427ea.pth',
+    teacher_forward='extract_feat',
+    student_taps=dict(
+        low0='backbone.layers.0',
+        low1='backbone.layers.1',
+        high='backbone.ln1',
+    ),
+    teacher_taps=dict(
+        low0='backbone.layers.0',
+        low1='backbone.layers.1',
+        high='backbone.ln1',
+    ),
+    distill_losses=dict(
+        loss_vitkd=dict(
+            type='ViTKDLoss', student_dims=768, teacher_dims=1024,
+            alpha_vitkd=3e-5, beta_vitkd=3e-6, lambda_vitkd=0.5,
+            inputs=dict(student_low_0='student.low0', teacher_low_0='teacher.low0',
+                        student_low_1='student.low1', teacher_low_1='teacher.low1',
+                        student_high='student.high', teacher_high='teacher.high'))))

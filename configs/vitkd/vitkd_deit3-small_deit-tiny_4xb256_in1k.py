@@ -1,0 +1,38 @@
+# ViTKD: DeiT III-S teacher -> DeiT-Tiny student on ImageNet-1k.
+# Paper (top-1): 74.42 -> 76.06 (ViTKD) -> 77.78 (ViTKD + NKD).
+# The student recipe (300 epochs, AdamW, Mixup/CutMix, label smoothing) is mmpretrain's,
+# inherited unchanged; the teacher runs its backbone only.
+# Taps (mmpretrain VisionTransformer / DeiT3): blocks 0 and 1 ("low", mimicked through one Linear
+# each) and the last block after the final LayerNorm `backbone.ln1` ("high", masked generation).
+# ViTKDLoss drops the cls token (student_prefix_tokens / teacher_prefix_tokens = 1); student and
+# teacher both use 224x224 inputs with 16x16 patches (a 14x14 token grid).
+# Teacher weights: mmpretrain's deit3-small-p16_3rdparty_in1k_20221008-0f7c70cf, from
+#   https://download.openmmlab.com/mmclassification/v0/deit3/
+# into checkpoints/ (or set --cfg-options model.teacher_ckpt=PATH).
+_base_ = ['mmpretrain::deit/deit-tiny_4xb256_in1k.py']
+custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='SingleTeacherDistiller',
+    student=_base_.model,
+    teacher='mmpretrain::deit3/deit3-small-p16_64xb64_in1k.py',
+    teacher_ckpt='checkpoints/deit3-small-p16_3rdparty_in1k_20221008-0f7c70cf.pth',
+    teacher_forward='extract_feat',
+    student_taps=dict(
+        low0='backbone.layers.0',
+        low1='backbone.layers.1',
+        high='backbone.ln1',
+    ),
+    teacher_taps=dict(
+        low0='backbone.layers.0',
+        low1='backbone.layers.1',
+        high='backbone.ln1',
+    ),
+    distill_losses=dict(
+        loss_vitkd=dict(
+            type='ViTKDLoss', student_dims=192, teacher_dims=384,
+            alpha_vitkd=3e-5, beta_vitkd=3e-6, lambda_vitkd=0.5,
+            inputs=dict(student_low_0='student.low0', teacher_low_0='teacher.low0',
+                        student_low_1='student.low1', teacher_low_1='teacher.low1',
+                        student_high='student.high', teacher_high='teacher.high'))))

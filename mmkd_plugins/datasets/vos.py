@@ -1,0 +1,530 @@
+"""Video object segmentation data: DAVIS 2016/2017 and YouTube-VOS 2018/2019 layouts, static images.
+
+Layouts read (``data_root`` is the dataset folder):
+
+* DAVIS: ``JPEGImages/<res>/<video>/00000.jpg``, ``Annotations/<res>/<video>/00000.png`` (palette PNGs,
+  label k = object k, 255 = void), ``ImageSets/<year>/<split>.txt`` (one video per line). DAVIS-2016
+  evaluation (one object) is ``year='2016'`` with ``binary_masks=True`` (all objects merged).
+* YouTube-VOS: ``<split>/JPEGImages/<video>/<frame>.jpg``, ``<split>/Annotations/<video>/<frame>.png``,
+  ``<split>/meta.json`` (``{"videos": {video: {"objects": ...}}}``; the video folders are listed when it
+  is missing). Training uses the annotated frames only; at test time every annotated frame may
+  introduce new objects (``init_frames``).
+
+Samples are ``dict(inputs=uint8 (T, 3, H, W) RGB, data_samples=BaseDataElement)`` with ``gt_masks``
+(T, H, W) long label maps and metainfo ``video``, ``frame_names``, ``num_objects`` and, at test time,
+``ori_shape`` and ``init_frames`` (frames are resized so that the shorter side is ``test_short_side``;
+``gt_masks`` stay at the original size).
+"""
+import json
+import multiprocessing
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.dataset import BaseDataset
+from mmengine.hooks import Hook
+from mmengine.registry import DATASETS, HOOKS
+from mmengine.structures import BaseDataElement
+
+IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def davis_palette() -> np.ndarray:
+    """The 256-colour palette of the DAVIS / PASCAL-VOC annotations, (256, 3) uint8."""
+    pal = np.zeros((256, 3), dtype=np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+def read_mask(path: str, binary: bool = False) -> np.ndarray:
+    """Read an annotation PNG as an (H, W) int64 label map.
+
+    Palette ('P') and grey ('L') PNGs give their indices; with ``binary`` every non-zero label becomes 1
+    (DAVIS-2016 / static datasets with 0/255 masks). RGB masks are refused (they need a palette).
+    """
+    from PIL import Image
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'annotation not found: {path}')
+    with Image.open(path) as im:
+        if im.mode not in ('P', 'L', '1', 'I', 'I;16'):
+            raise ValueError(f'{path}: annotation must be a palette or grey PNG, got mode {im.mode}')
+        arr = np.array(im).astype(np.int64)
+    if binary:
+        arr = (arr > 0).astype(np.int64)
+    return arr
+
+
+def write_mask(path: str, labels: np.ndarray, palette: Optional[np.ndarray] = None) -> None:
+    """Write an (H, W) label map as a palette PNG (DAVIS palette by default)."""
+    from PIL import Image
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f'write_mask: labels must be (H, W), got {labels.shape}')
+    if labels.max(initial=0) > 255 or labels.min(initial=0) < 0:
+        raise ValueError('write_mask: labels must be in [0, 255]')
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    im = Image.fromarray(labels.astype(np.uint8), mode='P')
+    im.putpalette((davis_palette() if palette is None else palette).reshape(-1).tolist())
+    im.save(path)
+
+
+def read_image(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image."""
+    import cv2
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f'image not found or unreadable: {path}')
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _list_images(folder: str) -> List[str]:
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'frame folder not found: {folder}')
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXTS))
+
+
+def _resize(img: np.ndarray, size_hw: Tuple[int, int], nearest: bool) -> np.ndarray:
+    import cv2
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    if nearest:
+        return cv2.resize(img.astype(np.uint8), (size_hw[1], size_hw[0]),
+                          interpolation=interp).astype(np.int64) if img.max(initial=0) < 256 \
+            else cv2.resize(img.astype(np.float32), (size_hw[1], size_hw[0]),
+                            interpolation=interp).astype(np.int64)
+    return cv2.resize(img, (size_hw[1], size_hw[0]), interpolation=interp)
+
+
+def _select_objects(labels: np.ndarray, first: np.ndarray, max_objects: int, min_pixels: int,
+                    rng: np.random.Generator) -> Tuple[np.ndarray, int]:
+    """Keep up to ``max_objects`` random objects visible (>= min_pixels) in ``first``; relabel 1..k."""
+    ids, counts = np.unique(first, return_counts=True)
+    cand = [int(i) for i, c in zip(ids, counts) if i not in (0, 255) and c >= min_pixels]
+    if not cand:
+        return np.zeros_like(labels), 0
+    rng.shuffle(cand)
+    keep = cand[:max_objects]
+    out = np.zeros_like(labels)
+    for new, old in enumerate(keep, start=1):
+        out[labels == old] = new
+    return out, len(keep)
+
+
+def _pack(frames: Sequence[np.ndarray], labels: np.ndarray, metainfo: dict) -> dict:
+    inputs = torch.from_numpy(np.stack(frames).transpose(0, 3, 1, 2).copy())
+    sample = BaseDataElement(metainfo=metainfo)
+    sample.gt_masks = torch.from_numpy(np.ascontiguousarray(labels)).long()
+    return dict(inputs=inputs, data_samples=sample)
+
+
+def _rng() -> np.random.Generator:
+    """A generator seeded from numpy's global state (which mmengine seeds per run and per worker)."""
+    return np.random.default_rng(np.random.randint(0, 2**31 - 1))
+
+
+class _SharedInt:
+    """An int shared with (forked or spawned) DataLoader workers, so a hook can change it in training."""
+
+    def __init__(self, value: int) -> None:
+        self._v = multiprocessing.RawValue('i', int(value))
+
+    @property
+    def value(self) -> int:
+        return int(self._v.value)
+
+    @value.setter
+    def value(self, v: int) -> None:
+        self._v.value = int(v)
+
+    def __getstate__(self):
+        from multiprocessing.context import get_spawning_popen
+        if get_spawning_popen() is not None:  # handing the dataset to a spawned worker: share
+            return {'_v': self._v}
+        return {'value': self.value}  # plain pickling / deepcopy: a private copy
+
+    def __setstate__(self, state):
+        self._v = state['_v'] if '_v' in state else multiprocessing.RawValue('i', state['value'])
+
+
+@DATASETS.register_module()
+class VOSDataset(BaseDataset):
+    """DAVIS / YouTube-VOS videos: 3-frame training clips or whole videos for inference.
+
+    Args:
+        data_root: dataset folder (DAVIS: the one holding ``JPEGImages``; YouTube-VOS: the one holding
+            ``train``/``valid``).
+        layout: ``'davis'`` or ``'youtube'``.
+        split: DAVIS ``ImageSets`` split (``train``/``val``/``test-dev``) or YouTube-VOS folder
+            (``train``/``valid``).
+        year: DAVIS ``ImageSets`` year (``'2016'`` or ``'2017'``).
+        resolution: DAVIS resolution folder (``'480p'``).
+        ann_file: override of the video list (DAVIS ``.txt``) or ``meta.json`` (YouTube-VOS).
+        test_mode: whole videos (inference) instead of training clips.
+        num_frames: frames per training clip (3).
+        max_skip: initial largest gap between consecutive clip frames (changed by
+            :class:`VOSFrameSkipHook`).
+        max_objects: at most this many objects per clip (2).
+        crop_size: (H, W) of the training crops.
+        crop_scale: range of the crop area as a fraction of the frame (random resized crop).
+        flip_prob: horizontal flip probability (whole clip).
+        min_object_pixels: an object must cover this many pixels of the first clip frame.
+        test_short_side: inference frames are resized to this shorter side (None: original size).
+        binary_masks: merge all objects into one (DAVIS 2016).
+        max_retries: resampling attempts until the first frame shows an object.
+    """
+
+    def __init__(self, data_root: str, layout: str = 'davis', split: str = 'train', year: str = '2017',
+                 resolution: str = '480p', ann_file: Optional[str] = None, test_mode: bool = False,
+                 num_frames: int = 3, max_skip: int = 10, max_objects: int = 2,
+                 crop_size: Tuple[int, int] = (384, 384), crop_scale: Tuple[float, float] = (0.36, 1.0),
+                 flip_prob: float = 0.5, min_object_pixels: int = 20,
+                 test_short_side: Optional[int] = 480, binary_masks: bool = False,
+                 max_retries: int = 30, **kwargs) -> None:
+        if layout not in ('davis', 'youtube'):
+            raise ValueError(f'VOSDataset: layout must be "davis" or "youtube", got {layout!r}')
+        if num_frames < 2:
+            raise ValueError(f'VOSDataset: num_frames must be >= 2, got {num_frames}')
+        self.layout, self.split, self.year, self.resolution = layout, split, str(year), resolution
+        self.num_frames, self.max_objects = num_frames, max_objects
+        self.crop_size, self.crop_scale, self.flip_prob = tuple(crop_size), tuple(crop_scale), flip_prob
+        self.min_object_pixels, self.test_short_side = min_object_pixels, test_short_side
+        self.binary_masks, self.max_retries = binary_masks, max_retries
+        self._max_skip = _SharedInt(max_skip)
+        kwargs.setdefault('serialize_data', False)
+        super().__init__(ann_file=ann_file or '', data_root=data_root, test_mode=test_mode, **kwargs)
+
+    # -------------------------------------------------------------- curriculum
+    @property
+    def max_skip(self) -> int:
+        return self._max_skip.value
+
+    @max_skip.setter
+    def max_skip(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f'VOSDataset: max_skip must be >= 1, got {value}')
+        self._max_skip.value = value
+
+    # -------------------------------------------------------------- listing
+    def _davis_dirs(self) -> Tuple[str, str]:
+        return (osp.join(self.data_root, 'JPEGImages', self.resolution),
+                osp.join(self.data_root, 'Annotations', self.resolution))
+
+    def _video_names(self) -> List[str]:
+        if self.layout == 'davis':
+            list_file = self.ann_file or osp.join(self.data_root, 'ImageSets', self.year,
+                                                  f'{self.split}.txt')
+            if not osp.isfile(list_file):
+                raise FileNotFoundError(f'VOSDataset: DAVIS video list not found: {list_file} '
+                                        '(expected ImageSets/<year>/<split>.txt)')
+            with open(list_file) as fh:
+                return [ln.strip() for ln in fh if ln.strip()]
+        root = osp.join(self.data_root, self.split)
+        meta = self.ann_file or osp.join(root, 'meta.json')
+        if osp.isfile(meta):
+            with open(meta) as fh:
+                content = json.load(fh)
+            if 'videos' not in content:
+                raise ValueError(f'VOSDataset: {meta} has no "videos" entry (YouTube-VOS meta.json)')
+            return sorted(content['videos'])
+        img_root = osp.join(root, 'JPEGImages')
+        if not osp.isdir(img_root):
+            raise FileNotFoundError(f'VOSDataset: neither {meta} nor {img_root} exists '
+                                    '(YouTube-VOS layout <split>/JPEGImages, <split>/meta.json)')
+        return sorted(os.listdir(img_root))
+
+    def load_data_list(self) -> List[dict]:
+        if self.layout == 'davis':
+            img_root, ann_root = self._davis_dirs()
+        else:
+            img_root = osp.join(self.data_root, self.split, 'JPEGImages')
+            ann_root = osp.join(self.data_root, self.split, 'Annotations')
+        data_list = []
+        for video in self._video_names():
+            names = _list_images(osp.join(img_root, video))
+            stems = [osp.splitext(n)[0] for n in names]
+            masks = [osp.join(ann_root, video, s + '.png') for s in stems]
+            masks = [m if osp.isfile(m) else None for m in masks]
+            if masks and masks[0] is None and self.layout == 'davis':
+                raise FileNotFoundError(f'VOSDataset: the first frame of {video} has no annotation '
+                                        f'({osp.join(ann_root, video, stems[0] + ".png")})')
+            if not self.test_mode:  # train on annotated frames only
+                keep = [i for i, m in enumerate(masks) if m is not None]
+                names, stems, masks = [names[i] for i in keep], [stems[i] for i in keep], \
+                    [masks[i] for i in keep]
+                if not names:
+                    continue
+            data_list.append(dict(video=video, frames=[osp.join(img_root, video, n) for n in names],
+                                  frame_names=stems, masks=masks))
+        return data_list
+
+    # -------------------------------------------------------------- samples
+    def prepare_data(self, idx: int) -> dict:
+        info = self.get_data_info(idx)
+        if self.test_mode:
+            return self._load_video(info)
+        return self._sample_clip(info, _rng())
+
+    def _read_labels(self, path: Optional[str], shape: Tuple[int, int]) -> np.ndarray:
+        if path is None:
+            return np.zeros(shape, dtype=np.int64)
+        lab = read_mask(path, self.binary_masks)
+        if lab.shape != shape:
+            raise ValueError(f'VOSDataset: annotation {path} has size {lab.shape}, frame has {shape}')
+        return lab
+
+    def _load_video(self, info: dict) -> dict:
+        frames = [read_image(p) for p in info['frames']]
+        h, w = frames[0].shape[:2]
+        labels = np.stack([self._read_labels(m, (h, w)) for m in info['masks']])
+        labels[labels == 255] = 0
+        init = [0] if self.layout == 'davis' else [i for i, m in enumerate(info['masks']) if m is not None]
+        if self.test_short_side:
+            s = self.test_short_side / min(h, w)
+            size = (int(round(h * s)), int(round(w * s)))
+            if size != (h, w):
+                frames = [_resize(f, size, nearest=False) for f in frames]
+        meta = dict(video=info['video'], frame_names=info['frame_names'], ori_shape=(h, w),
+                    init_frames=init, num_objects=int(labels[0].max()))
+        return _pack(frames, labels, meta)
+
+    def _clip_indices(self, n: int, rng: np.random.Generator) -> List[int]:
+        t = self.num_frames
+        skip = max(1, min(self.max_skip, (n - 1) // max(t - 1, 1) if n > t else 1))
+        span = (t - 1) * skip
+        start = int(rng.integers(0, max(n - span, 1)))
+        idx = [start]
+        for _ in range(t - 1):
+            idx.append(min(idx[-1] + int(rng.integers(1, skip + 1)), n - 1))
+        return idx
+
+    def _random_crop_box(self, h: int, w: int, rng: np.random.Generator) -> Tuple[int, int, int, int]:
+        ch, cw = self.crop_size
+        area = h * w * rng.uniform(*self.crop_scale)
+        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))) * cw / ch
+        bw = int(round(np.sqrt(area * ratio)))
+        bh = int(round(np.sqrt(area / ratio)))
+        bw, bh = max(1, min(bw, w)), max(1, min(bh, h))
+        y0 = int(rng.integers(0, h - bh + 1))
+        x0 = int(rng.integers(0, w - bw + 1))
+        return y0, x0, bh, bw
+
+    def _augment(self, frames: List[np.ndarray], labels: np.ndarray,
+                 rng: np.random.Generator) -> Tuple[List[np.ndarray], np.ndarray]:
+        h, w = frames[0].shape[:2]
+        y0, x0, bh, bw = self._random_crop_box(h, w, rng)
+        frames = [_resize(f[y0:y0 + bh, x0:x0 + bw], self.crop_size, nearest=False) for f in frames]
+        labels = np.stack([_resize(lab[y0:y0 + bh, x0:x0 + bw], self.crop_size, nearest=True)
+                           for lab in labels])
+        if rng.random() < self.flip_prob:
+            frames = [f[:, ::-1] for f in frames]
+            labels = labels[:, :, ::-1]
+        return frames, labels
+
+    def _sample_clip(self, info: dict, rng: np.random.Generator) -> dict:
+        n = len(info['frames'])
+        for _ in range(self.max_retries):
+            idx = self._clip_indices(n, rng)
+            frames = [read_image(info['frames'][i]) for i in idx]
+            h, w = frames[0].shape[:2]
+            labels = np.stack([self._read_labels(info['masks'][i], (h, w)) for i in idx])
+            frames, labels = self._augment(frames, labels, rng)
+            labels, k = _select_objects(labels, labels[0], self.max_objects, self.min_object_pixels, rng)
+            if k > 0:
+                break
+        else:
+            raise RuntimeError(f'VOSDataset: no object of at least {self.min_object_pixels} pixels in '
+                               f'the first frame of {self.max_retries} clips of video {info["video"]}')
+        meta = dict(video=info['video'], frame_names=[info['frame_names'][i] for i in idx],
+                    num_objects=k)
+        return _pack(frames, labels, meta)
+
+
+@DATASETS.register_module()
+class StaticVOSDataset(BaseDataset):
+    """Static-image pretraining: an image + mask folder pair turned into synthetic clips.
+
+    Each clip repeats one image under ``num_frames`` random affine warps (rotation, scale, shear,
+    translation); the masks follow with nearest-neighbour warping. Images are
+    ``<data_root>/<img_dir>/<name>.<ext>`` and masks ``<data_root>/<mask_dir>/<name>.png`` (binary
+    0/255 by default, or palette labels with ``binary_masks=False``).
+
+    Args:
+        img_dir, mask_dir: sub-folders. num_frames: clip length. crop_size: output (H, W).
+        max_objects: objects kept per clip. rotation (degrees), scale (range), shear (degrees),
+        translate (fraction of the size): warp ranges. flip_prob: horizontal flip of the clip.
+        min_object_pixels, max_retries: as :class:`VOSDataset`.
+    """
+
+    def __init__(self, data_root: str, img_dir: str = 'images', mask_dir: str = 'masks',
+                 num_frames: int = 3, crop_size: Tuple[int, int] = (384, 384), max_objects: int = 2,
+                 rotation: float = 20.0, scale: Tuple[float, float] = (0.9, 1.1), shear: float = 10.0,
+                 translate: float = 0.1, flip_prob: float = 0.5, binary_masks: bool = True,
+                 min_object_pixels: int = 20, max_retries: int = 30, **kwargs) -> None:
+        self.img_dir, self.mask_dir = img_dir, mask_dir
+        self.num_frames, self.crop_size, self.max_objects = num_frames, tuple(crop_size), max_objects
+        self.rotation, self.scale, self.shear, self.translate = rotation, tuple(scale), shear, translate
+        self.flip_prob, self.binary_masks = flip_prob, binary_masks
+        self.min_object_pixels, self.max_retries = min_object_pixels, max_retries
+        kwargs.setdefault('serialize_data', False)
+        super().__init__(data_root=data_root, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        img_root = osp.join(self.data_root, self.img_dir)
+        mask_root = osp.join(self.data_root, self.mask_dir)
+        out = []
+        for name in _list_images(img_root):
+            stem = osp.splitext(name)[0]
+            mask = osp.join(mask_root, stem + '.png')
+            if not osp.isfile(mask):
+                raise FileNotFoundError(f'StaticVOSDataset: mask missing for {name}: {mask}')
+            out.append(dict(image=osp.join(img_root, name), mask=mask, name=stem))
+        if not out:
+            raise FileNotFoundError(f'StaticVOSDataset: no images in {img_root}')
+        return out
+
+    def _warp(self, img: np.ndarray, lab: np.ndarray,
+              rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+        import cv2
+        h, w = img.shape[:2]
+        angle = rng.uniform(-self.rotation, self.rotation)
+        s = rng.uniform(*self.scale)
+        mat = cv2.getRotationMatrix2D((w / 2, h / 2), angle, s)
+        sh = np.tan(np.deg2rad(rng.uniform(-self.shear, self.shear)))
+        shear = np.array([[1, sh, -sh * h / 2], [0, 1, 0], [0, 0, 1]])
+        mat = (np.vstack([mat, [0, 0, 1]]) @ shear)[:2]
+        mat[:, 2] += rng.uniform(-self.translate, self.translate, 2) * (w, h)
+        size = (self.crop_size[1], self.crop_size[0])
+        scale = np.diag([self.crop_size[1] / w, self.crop_size[0] / h, 1.0])
+        mat = (scale @ np.vstack([mat, [0, 0, 1]]))[:2]
+        img = cv2.warpAffine(img, mat, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        lab = cv2.warpAffine(lab.astype(np.uint8), mat, size, flags=cv2.INTER_NEAREST,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return img, lab.astype(np.int64)
+
+    def prepare_data(self, idx: int) -> dict:
+        info = self.get_data_info(idx)
+        rng = _rng()
+        img = read_image(info['image'])
+        lab = read_mask(info['mask'], self.binary_masks)
+        if lab.shape != img.shape[:2]:
+            raise ValueError(f'StaticVOSDataset: mask {info["mask"]} has size {lab.shape}, image has '
+                             f'{img.shape[:2]}')
+        for _ in range(self.max_retries):
+            pairs = [self._warp(img, lab, rng) for _ in range(self.num_frames)]
+            frames = [p[0] for p in pairs]
+            labels = np.stack([p[1] for p in pairs])
+            if rng.random() < self.flip_prob:
+                frames = [f[:, ::-1] for f in frames]
+                labels = labels[:, :, ::-1]
+            labels, k = _select_objects(labels, labels[0], self.max_objects, self.min_object_pixels, rng)
+            if k > 0:
+                break
+        else:
+            raise RuntimeError(f'StaticVOSDataset: no visible object in {info["image"]} after '
+                               f'{self.max_retries} warps')
+        return _pack(frames, labels, dict(video=info['name'], frame_names=[info['name']] * len(frames),
+                                          num_objects=k))
+
+
+def _iter_datasets(ds):
+    yield ds
+    for attr in ('datasets', ):
+        for sub in getattr(ds, attr, []) or []:
+            yield from _iter_datasets(sub)
+    if hasattr(ds, 'dataset'):
+        yield from _iter_datasets(ds.dataset)
+
+
+@HOOKS.register_module()
+class VOSFrameSkipHook(Hook):
+    """Frame-skip curriculum: sets ``max_skip`` of every :class:`VOSDataset` in the training data.
+
+    ``max_skips[i]`` is used from ``milestones[i-1]`` on (``max_skips[0]`` from the start). Milestones
+    <= 1 are fractions of ``max_iters``, larger ones are iterations. The default follows STCN/SWEM
+    practice: 10 -> 15 at 10% -> 5 at 30% -> 5 at 80%. The value lives in shared memory, so running
+    DataLoader workers see the change.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, milestones: Sequence[float] = (0.1, 0.3, 0.8),
+                 max_skips: Sequence[int] = (10, 15, 5, 5)) -> None:
+        if len(max_skips) != len(milestones) + 1:
+            raise ValueError('VOSFrameSkipHook: need len(max_skips) == len(milestones) + 1')
+        self.milestones, self.max_skips = list(milestones), list(max_skips)
+
+    def skip_at(self, iteration: int, max_iters: int) -> int:
+        value = self.max_skips[0]
+        for m, s in zip(self.milestones, self.max_skips[1:]):
+            at = m * max_iters if m <= 1 else m
+            if iteration >= at:
+                value = s
+        return value
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        value = self.skip_at(runner.iter, runner.max_iters)
+        for ds in _iter_datasets(runner.train_dataloader.dataset):
+            if isinstance(ds, VOSDataset) and ds.max_skip != value:
+                ds.max_skip = value
+
+
+def synthesize_moving_shapes(root: str, videos: Sequence[str] = ('shapes0', 'shapes1'),
+                             num_frames: int = 10, size: Tuple[int, int] = (64, 64),
+                             num_objects: int = 2, split: str = 'train', year: str = '2017',
+                             seed: int = 0) -> List[str]:
+    """Write a toy DAVIS-layout dataset: shapes moving over a textured background.
+
+    Object 1 is a disc, object 2 a square, further objects alternate; later objects occlude earlier
+    ones. Creates ``JPEGImages/480p``, ``Annotations/480p`` (palette PNGs) and
+    ``ImageSets/<year>/<split>.txt`` under ``root``. Returns the video names.
+    """
+    import cv2
+    rng = np.random.default_rng(seed)
+    h, w = size
+    img_root, ann_root = osp.join(root, 'JPEGImages', '480p'), osp.join(root, 'Annotations', '480p')
+    yy, xx = np.mgrid[0:h, 0:w]
+    for v in videos:
+        os.makedirs(osp.join(img_root, v), exist_ok=True)
+        base = np.stack([(xx * 255 / w), (yy * 255 / h), np.full((h, w), 128.0)], -1)
+        base = (0.6 * base + 0.4 * rng.uniform(0, 255, (h // 8 + 1, w // 8 + 1, 3)).repeat(8, 0).repeat(
+            8, 1)[:h, :w]).astype(np.float32)
+        r = max(3, min(h, w) // 8)
+        pos = rng.uniform([r, r], [h - r, w - r], (num_objects, 2))
+        vel = rng.uniform(-2.5, 2.5, (num_objects, 2)) * min(h, w) / 64
+        colors = rng.uniform(0, 255, (num_objects, 3))
+        for t in range(num_frames):
+            img = base.copy()
+            lab = np.zeros((h, w), dtype=np.uint8)
+            for o in range(num_objects):
+                cy, cx = pos[o]
+                if o % 2 == 0:
+                    m = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+                else:
+                    m = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
+                img[m] = colors[o]
+                lab[m] = o + 1
+            pos += vel
+            for o in range(num_objects):  # bounce on the borders
+                for d, lim in ((0, h), (1, w)):
+                    if not r <= pos[o, d] <= lim - r:
+                        vel[o, d] = -vel[o, d]
+                        pos[o, d] = np.clip(pos[o, d], r, lim - r)
+            noisy = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(osp.join(img_root, v, f'{t:05d}.jpg'), cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            write_mask(osp.join(ann_root, v, f'{t:05d}.png'), lab)
+    os.makedirs(osp.join(root, 'ImageSets', str(year)), exist_ok=True)
+    with open(osp.join(root, 'ImageSets', str(year), f'{split}.txt'), 'w') as fh:
+        fh.write('\n'.join(videos) + '\n')
+    return list(videos)
+
+
+__all__ = ['davis_palette', 'read_mask', 'write_mask', 'read_image', 'VOSDataset', 'StaticVOSDataset',
+           'VOSFrameSkipHook', 'synthesize_moving_shapes']

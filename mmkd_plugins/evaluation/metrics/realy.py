@@ -1,0 +1,124 @@
+"""REALYMetric: region-wise errors (mm) of predicted face meshes, REALY (arXiv 2203.09729).
+
+Each data sample carries a prediction in the template topology and the subject's ground truth (as
+:class:`mmkd_plugins.datasets.REALYDataset` provides it):
+
+- ``pred_vertices``: ``(N, 3)`` array/tensor (from the model's output or the dataset), optionally
+  ``pred_faces`` (checked against the template's faces),
+- ``gt_keypoints``: ``(85, 3)``, ``region_scans``: ``{region: (vertices, faces)}``,
+- ``metric_scale``: float (scan units -> mm), ``img_id``: the image name.
+
+Fields missing from the model's output sample are taken from the batch's sample at the same position.
+The geometry runs in ``process`` (one subject at a time) and only the numbers are kept, so the
+distributed collection stays small.
+"""
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.registry import METRICS
+
+from ..realy.keypoints import REGIONS
+
+_FIELDS = ('pred_vertices', 'pred_faces', 'gt_keypoints', 'region_scans', 'metric_scale', 'img_id', 'subject')
+
+
+def _get(sample: Any, key: str, default=None):
+    if sample is None:
+        return default
+    if isinstance(sample, dict):
+        return sample.get(key, default)
+    return getattr(sample, key, default) if hasattr(sample, key) else default
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, 'detach'):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+@METRICS.register_module()
+class REALYMetric(BaseMetric):
+    """REALY region errors: per-region mean, median, std over images and ``all`` (mean of the region
+    means), in mm.
+
+    Args:
+        template_obj: template mesh of the prediction topology (``.obj``/``.ply``).
+        template_keypoints: the template's barycentric keypoint file (REALY's JSON ``.txt``).
+        regions: evaluated regions (default nose, mouth, forehead, cheek).
+        icp_cfg: options of the region rigid ICP (``max_iter`` = 100, ``tol`` = 1e-6).
+        nicp_cfg: options of the non-rigid ICP (see ``optimal_step_nicp``; defaults are REALY's).
+        error_map_dir: if set, write each scan region coloured by per-vertex error to
+            ``<error_map_dir>/<img_id>/<region>.ply``.
+        error_map_max: error (mm) shown in full red on the error maps.
+        collect_device, prefix, collect_dir: see ``mmengine.evaluator.BaseMetric``.
+    """
+    default_prefix = 'realy'
+
+    def __init__(self,
+                 template_obj: str,
+                 template_keypoints: str,
+                 regions: Sequence[str] = REGIONS,
+                 icp_cfg: Optional[Dict] = None,
+                 nicp_cfg: Optional[Dict] = None,
+                 error_map_dir: Optional[str] = None,
+                 error_map_max: float = 5.0,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None,
+                 collect_dir: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        from ..realy.pipeline import REALYTemplate
+        unknown = [r for r in regions if r not in REGIONS]
+        if unknown or not regions:
+            raise ValueError(f'REALYMetric: regions must be a non-empty subset of {REGIONS}, got {regions}')
+        self.template = REALYTemplate.from_files(template_obj, template_keypoints)
+        self.regions = tuple(regions)
+        self.icp_cfg = dict(icp_cfg or {})
+        self.nicp_cfg = dict(nicp_cfg or {})
+        self.error_map_dir = error_map_dir
+        self.error_map_max = float(error_map_max)
+
+    def evaluate_sample(self, sample: Any, fallback: Any = None) -> Dict:
+        """Evaluate one sample; returns ``dict(img_id, subject, errors={region: mm}, timings)``."""
+        from ..realy.io import save_error_map
+        from ..realy.pipeline import evaluate_prediction
+        get = {k: _get(sample, k, _get(fallback, k)) for k in _FIELDS}
+        img_id = str(get['img_id'] if get['img_id'] is not None else len(self.results))
+        missing = [k for k in ('pred_vertices', 'gt_keypoints', 'region_scans', 'metric_scale')
+                   if get[k] is None]
+        if missing:
+            raise KeyError(f'REALYMetric: sample {img_id} lacks {missing} (expected from the model output '
+                           'or the REALYDataset sample)')
+        if get['pred_faces'] is not None:
+            faces = _numpy(get['pred_faces'])
+            if faces.shape != self.template.faces.shape or not np.array_equal(faces, self.template.faces):
+                raise ValueError(f'REALYMetric: prediction {img_id} has faces {faces.shape} that differ from '
+                                 f'the template {self.template.name} {self.template.faces.shape}: it is not '
+                                 'in the template topology (save meshes without re-processing them)')
+        scans = {r: (_numpy(v), _numpy(f).astype(np.int64)) for r, (v, f) in get['region_scans'].items()}
+        res = evaluate_prediction(_numpy(get['pred_vertices']), self.template, _numpy(get['gt_keypoints']),
+                                  scans, scale=float(get['metric_scale']), regions=self.regions,
+                                  icp_cfg=self.icp_cfg, nicp_cfg=self.nicp_cfg,
+                                  return_details=self.error_map_dir is not None, name=f'prediction {img_id}')
+        if self.error_map_dir is not None:
+            out_dir = osp.join(self.error_map_dir, img_id)
+            os.makedirs(out_dir, exist_ok=True)
+            for region, det in res['details'].items():
+                save_error_map(osp.join(out_dir, f'{region}.ply'), scans[region][0], scans[region][1],
+                               det['vertex_errors'], vmax=self.error_map_max)
+        return dict(img_id=img_id, subject=str(get['subject']), errors=res['errors'],
+                    timings=res['timings'])
+
+    def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
+        """Evaluate every predicted sample of the batch and keep its region errors."""
+        batch_samples = _get(data_batch, 'data_samples') if data_batch is not None else None
+        for i, sample in enumerate(data_samples):
+            fallback = batch_samples[i] if batch_samples is not None and i < len(batch_samples) else None
+            self.results.append(self.evaluate_sample(sample, fallback))
+
+    def compute_metrics(self, results: List[Dict]) -> Dict[str, float]:
+        """Per-region ``<region>_mean``, ``<region>_median``, ``<region>_std`` and ``all``."""
+        from ..realy.pipeline import summarize
+        return summarize([r['errors'] for r in results], self.regions)

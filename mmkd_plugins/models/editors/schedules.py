@@ -1,0 +1,57 @@
+"""Inverse-time learning-rate decay used to train AdaIN: ``lr_k = lr_0 / (1 + decay * k)``.
+
+mmengine has no such scheduler; this one is registered into mmengine's root ``PARAM_SCHEDULERS``
+(``dict(type='InverseTimeLR', decay=5e-5, by_epoch=False)``).
+"""
+from mmengine.optim.scheduler.lr_scheduler import LRSchedulerMixin
+from mmengine.optim.scheduler.param_scheduler import INF, _ParamScheduler
+from mmengine.registry import PARAM_SCHEDULERS
+
+__all__ = ['InverseTimeParamScheduler', 'InverseTimeLR', 'inverse_time_factor']
+
+
+def inverse_time_factor(step: int, decay: float) -> float:
+    """Multiplier of the initial value after ``step`` steps: ``1 / (1 + decay * step)``."""
+    return 1.0 / (1.0 + decay * step)
+
+
+@PARAM_SCHEDULERS.register_module()
+class InverseTimeParamScheduler(_ParamScheduler):
+    """Decay a parameter as ``v_k = v_0 / (1 + decay * k)``, ``k`` = steps since ``begin``.
+
+    Implemented in chainable form (``v_k = v_{k-1} (1 + decay (k-1)) / (1 + decay k)``) so it
+    composes with other schedulers like mmengine's own.
+
+    Args:
+        optimizer: optimizer or optimizer wrapper.
+        param_name: parameter to schedule, e.g. ``'lr'``.
+        decay: decay rate per step (AdaIN: 5e-5 per iteration).
+        begin / end / last_step / by_epoch / verbose: as in mmengine's schedulers.
+    """
+
+    def __init__(self,
+                 optimizer,
+                 param_name: str,
+                 decay: float,
+                 begin: int = 0,
+                 end: int = INF,
+                 last_step: int = -1,
+                 by_epoch: bool = True,
+                 verbose: bool = False) -> None:
+        if decay < 0:
+            raise ValueError(f'decay must be >= 0, got {decay}')
+        self.decay = float(decay)
+        super().__init__(optimizer, param_name=param_name, begin=begin, end=end,
+                         last_step=last_step, by_epoch=by_epoch, verbose=verbose)
+
+    def _get_value(self) -> list:
+        k = self.last_step - self.begin
+        if k <= 0:
+            return [group[self.param_name] for group in self.optimizer.param_groups]
+        ratio = inverse_time_factor(k, self.decay) / inverse_time_factor(k - 1, self.decay)
+        return [group[self.param_name] * ratio for group in self.optimizer.param_groups]
+
+
+@PARAM_SCHEDULERS.register_module()
+class InverseTimeLR(LRSchedulerMixin, InverseTimeParamScheduler):
+    """Learning-rate version of :class:`InverseTimeParamScheduler`."""

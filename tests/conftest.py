@@ -1,0 +1,19 @@
+import os
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import mmkd_plugins  # noqa: E402,F401  (registers everything)
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def repo_root():
+    return REPO

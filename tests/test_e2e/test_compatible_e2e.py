@@ -1,0 +1,120 @@
+"""End-to-end compatible upgrade on real images (scikit-learn digits), CPU, through the configs.
+
+Train an old model, then new models with BCT, RACT and UniBCT (and an independent one), a BiCT
+transformation on top of the BCT model, backfill the old gallery with BackfillHook, and evaluate the
+hot-refresh curve both through the metric (Runner.test) and from embedding files with the tools.
+"""
+import math
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from tests.conftest import REPO
+
+sys.path.insert(0, osp.join(REPO, 'tools'))
+import backfill as backfill_tool  # noqa: E402
+import bict_upgrade  # noqa: E402
+import convert_kd_ckpt_to_student  # noqa: E402
+import extract_embeddings  # noqa: E402
+import train as train_tool  # noqa: E402
+
+pytest.importorskip('mmpretrain')
+pytest.importorskip('sklearn')
+
+CFG = osp.join(REPO, 'configs', 'compatible')
+EPOCHS = 3
+SMALL = ['train_dataloader.dataset.dataset.max_samples=500', 'val_dataloader.dataset.dataset.max_samples=500',
+         'test_dataloader.dataset.dataset.max_samples=500', 'train_dataloader.batch_size=32',
+         f'train_cfg.max_epochs={EPOCHS}', f'train_cfg.val_interval={EPOCHS}',
+         f'default_hooks.checkpoint.interval={EPOCHS}', f'param_scheduler.T_max={EPOCHS}']
+
+
+def train_and_test(config, work_dir, *options, hooks=()):
+    args = train_tool.parse_args([osp.join(CFG, config), '--work-dir', str(work_dir),
+                                  '--cfg-options', *SMALL, *options])
+    cfg = train_tool.build_config(args)
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + list(hooks)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    return str(work_dir / f'epoch_{EPOCHS}.pth'), metrics
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp('compat')
+    out = dict(root=root)
+    out['old'], _ = train_and_test('digits_old_model.py', root / 'old')
+    # the old gallery (test split), with old-classifier logits for the entropy order
+    out['old_gallery'] = extract_embeddings.main([osp.join(CFG, 'digits_old_model.py'), out['old'],
+                                                  str(root / 'old_gallery.pth'), '--no-progress', '--cfg-options',
+                                                  *SMALL])
+    old = f'model.teacher_ckpt={out["old"]}'
+    backfill = dict(type='BackfillHook', gallery_file=out['old_gallery'], order='entropy', num_steps=4,
+                    out_dir=str(root / 'backfill'))
+    for method in ('bct', 'ract', 'unibct'):
+        out[method] = train_and_test(f'digits_{method}.py', root / method, old,
+                                     hooks=[backfill] if method == 'bct' else [])
+    out['independent'] = train_and_test('digits_new_model.py', root / 'independent')
+    out['bct_student'] = str(root / 'bct_student.pth')
+    convert_kd_ckpt_to_student.convert(out['bct'][0], out['bct_student'])
+    out['bict'] = train_and_test('digits_bict_transformation.py', root / 'bict',
+                                 f'model.student.old_ckpt={out["old"]}',
+                                 f'model.teacher_ckpt={out["bct_student"]}',
+                                 'optim_wrapper.optimizer.lr=0.005')
+    return out
+
+
+def test_every_method_gives_a_hot_refresh_curve(runs):
+    for method in ('bct', 'ract', 'unibct', 'bict'):
+        m = runs[method][1]
+        assert all(math.isfinite(v) for v in m.values()), (method, m)
+        # f = 0 is the cross-model number, f = 1 the new-model number
+        assert m['hot_refresh/old_mAP@f0.00'] == pytest.approx(m['hot_refresh/mAP_new_old'])
+        assert m['hot_refresh/old_mAP@f1.00'] == pytest.approx(m['hot_refresh/mAP_new_new'])
+        assert m['hot_refresh/old_NFR@f0.00'] >= 0
+    assert osp.getsize(next(runs['root'].glob('bct/*/hot_refresh.png'))) > 1000
+    assert 'face_verif/new-old/TAR@FAR=0.1' in runs['unibct'][1]
+    assert 'hot_refresh/mAP_new_bict' in runs['bict'][1]
+
+
+def test_compatible_training_beats_independent_upgrade(runs):
+    indep = runs['independent'][0]
+    # the independent new model evaluated against the old gallery: embed both with the tools
+    q = extract_embeddings.main([osp.join(CFG, 'digits_new_model.py'), indep, str(runs['root'] / 'indep.pth'),
+                                 '--kind', 'new', '--no-progress', '--cfg-options', *SMALL])
+    res = backfill_tool.main(['evaluate', '--query', q, '--old-gallery', runs['old_gallery'],
+                              '--new-gallery', q, '--fractions', '3'])
+    for method in ('bct', 'ract', 'unibct'):
+        assert runs[method][1]['hot_refresh/mAP_new_old'] > res['table']['mAP(new,old)'] + 0.05, method
+
+
+def test_backfill_hook_and_tools_agree_with_the_metric(runs):
+    root = runs['root']
+    steps = sorted(root.glob('backfill/gallery_step*.pth'))
+    assert len(steps) == 4
+    new_q = extract_embeddings.main([osp.join(CFG, 'digits_bct.py'), runs['bct'][0], str(root / 'new_q.pth'),
+                                     '--kind', 'new', '--no-progress', '--cfg-options', *SMALL])
+    last = torch.load(str(root / 'backfill' / 'gallery_step4.pth'))
+    new = torch.load(new_q)
+    assert torch.equal(last['indices'], new['indices']) and (last['version'] == 1).all()
+    assert torch.allclose(last['embeddings'], new['embeddings'], atol=1e-5)
+    # upgrade the old gallery with the trained psi, then evaluate from files only
+    up = bict_upgrade.main([runs['old_gallery'], str(root / 'bict_gallery.pth'),
+                            '--transformation', runs['bict'][0]])
+    old_q = runs['old_gallery']
+    plot = str(root / 'files_curve.png')
+    res = backfill_tool.main(['evaluate', '--query', new_q, '--old-query', old_q, '--old-gallery', old_q,
+                              '--new-gallery', new_q, '--bict-gallery', up, '--order', 'entropy',
+                              '--plot', plot])
+    assert osp.getsize(plot) > 1000
+    m = runs['bict'][1]     # the BiCT run evaluates the same models on the same split
+    for key in ('mAP(new,old)', 'mAP(old,old)', 'mAP(new,new)', 'mAP(new,bict)'):
+        metric_key = 'hot_refresh/' + key.replace('(', '_').replace(',', '_').replace(')', '')
+        assert res['table'][key] == pytest.approx(m[metric_key], abs=1e-4), key
+    for row in res['curves']['bict']:
+        assert row['mAP'] == pytest.approx(m[f'hot_refresh/bict_mAP@f{row["f"]:.2f}'], abs=1e-4)

@@ -1,0 +1,193 @@
+import numpy as np
+import pytest
+import torch
+
+from mmkd_plugins.evaluation.metrics.hashing import (HashingMAP, hamming_distance, hashing_map,
+                                                     hashing_retrieval_metrics, pack_bits,
+                                                     popcount64, unpack_bits)
+
+
+def _brute_force(q_bits, db_bits, q_lab, db_lab, topk, radius):
+    """Float-matrix reference: Hamming from +-1 inner products, stable argsort, explicit loops."""
+    qs = np.where(q_bits, 1.0, -1.0)
+    ds = np.where(db_bits, 1.0, -1.0)
+    k_bits = q_bits.shape[1]
+    out = {f'AP@{k}': [] for k in topk}
+    out.update({f'P@{k}': [] for k in topk})
+    out['P_r'], out['R_r'] = [], []
+    for i in range(len(qs)):
+        ham = 0.5 * (k_bits - ds @ qs[i])
+        order = np.argsort(ham, kind='stable')
+        rel = np.array([bool((q_lab[i] & db_lab[j]).any()) for j in order])
+        for k in topk:
+            r = min(k, len(db_bits))
+            hits, ap_sum = 0, 0.0
+            for j in range(r):
+                if rel[j]:
+                    hits += 1
+                    ap_sum += hits / (j + 1)
+            out[f'AP@{k}'].append(ap_sum / hits if hits else 0.0)
+            out[f'P@{k}'].append(hits / r)
+        within = ham <= radius
+        rel_all = np.array([bool((q_lab[i] & db_lab[j]).any()) for j in range(len(db_bits))])
+        n_ret, n_rel = within.sum(), rel_all.sum()
+        n_both = (within & rel_all).sum()
+        out['P_r'].append(n_both / n_ret if n_ret else 0.0)
+        out['R_r'].append(n_both / n_rel if n_rel else 0.0)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def _random_case(seed, nq, ndb, bits, classes, p_label=0.3):
+    rng = np.random.default_rng(seed)
+    q_bits = rng.random((nq, bits)) < 0.5
+    db_bits = rng.random((ndb, bits)) < 0.5
+    q_lab = rng.random((nq, classes)) < p_label
+    db_lab = rng.random((ndb, classes)) < p_label
+    return q_bits, db_bits, q_lab, db_lab
+
+
+def test_pack_unpack_and_numpy_order():
+    rng = np.random.default_rng(0)
+    for bits in (1, 7, 8, 12, 64, 70):
+        b = rng.random((5, bits)) < 0.5
+        packed = pack_bits(torch.from_numpy(b))
+        np.testing.assert_array_equal(packed.numpy(), np.packbits(b, axis=1))
+        np.testing.assert_array_equal(unpack_bits(packed, bits).numpy(), b)
+    with pytest.raises(TypeError, match='uint8'):
+        unpack_bits(torch.zeros(2, 2, dtype=torch.int32), 8)
+
+
+def test_popcount_and_hamming():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.integers(-2**63, 2**63 - 1, size=200, dtype=np.int64))
+    x[:3] = torch.tensor([0, -1, -2**63])
+    expected = [bin(int(v) & (2**64 - 1)).count('1') for v in x]
+    assert popcount64(x).tolist() == expected
+    q, db, _, _ = _random_case(2, 6, 9, 100, 3)
+    from mmkd_plugins.evaluation.metrics.hashing import _to_words
+    dist = hamming_distance(_to_words(pack_bits(torch.from_numpy(q))),
+                            _to_words(pack_bits(torch.from_numpy(db))))
+    brute = np.array([[int((q[i] != db[j]).sum()) for j in range(9)] for i in range(6)])
+    np.testing.assert_array_equal(dist.numpy(), brute)
+
+
+@pytest.mark.parametrize('seed,bits,topk', [(0, 6, (1, 5, 17, 40)), (1, 12, (10,)), (2, 70, (3, 25))])
+def test_metrics_match_brute_force(seed, bits, topk):
+    # 6 bits -> many ties (stable order matters); 70 bits -> two 64-bit words; topk 40 > database
+    q, db, ql, dbl = _random_case(seed, 23, 31, bits, 5)
+    ql[0] = False  # a query with no label: relevant to nothing -> counts 0
+    got = hashing_retrieval_metrics(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
+                                    torch.from_numpy(ql), torch.from_numpy(dbl), topk=topk,
+                                    hamming_radius=2, chunk_size=4)
+    ref = _brute_force(q, db, ql, dbl, topk, 2)
+    for k in topk:
+        np.testing.assert_allclose(got[f'AP@{k}'].numpy(), ref[f'AP@{k}'], atol=1e-12)
+        np.testing.assert_allclose(got[f'P@{k}'].numpy(), ref[f'P@{k}'], atol=1e-12)
+    np.testing.assert_allclose(got['P_2'].numpy(), ref['P_r'], atol=1e-12)
+    np.testing.assert_allclose(got['R_2'].numpy(), ref['R_r'], atol=1e-12)
+    assert got[f'AP@{topk[0]}'][0] == 0.0
+
+
+def test_chunking_does_not_change_results():
+    q, db, ql, dbl = _random_case(5, 40, 57, 16, 4)
+    args = (pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)), torch.from_numpy(ql),
+            torch.from_numpy(dbl))
+    full = hashing_retrieval_metrics(*args, topk=20, chunk_size=1000)
+    for kwargs in (dict(chunk_size=1), dict(chunk_size=7), dict(max_chunk_bytes=1)):
+        part = hashing_retrieval_metrics(*args, topk=20, **kwargs)
+        for key in full:
+            assert torch.equal(full[key], part[key]), (key, kwargs)
+
+
+def test_ties_use_stable_database_order():
+    # all database codes equal -> every distance ties; the ranking is the database order
+    db = torch.zeros(4, 8, dtype=torch.bool)
+    q = torch.zeros(1, 8, dtype=torch.bool)
+    db_lab = torch.tensor([[0, 1], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
+    q_lab = torch.tensor([[1, 0]], dtype=torch.bool)
+    # relevance in database order: 0 1 0 1 -> AP@4 = (1/2 + 2/4) / 2, AP@2 = (1/2) / 1
+    res = hashing_retrieval_metrics(pack_bits(q), pack_bits(db), q_lab, db_lab, topk=(2, 4))
+    assert float(res['AP@4']) == pytest.approx(0.5)
+    assert float(res['AP@2']) == pytest.approx(0.5)
+    assert float(res['P@4']) == pytest.approx(0.5)
+    # a closer relevant item moves to the front
+    db[3, 0] = True
+    q[0, 0] = True
+    res = hashing_retrieval_metrics(pack_bits(q), pack_bits(db), q_lab, db_lab, topk=4)
+    assert float(res['AP@4']) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_zero_hit_queries_count_zero():
+    q, db, _, _ = _random_case(3, 3, 10, 16, 2)
+    ql = torch.tensor([[1, 0], [1, 0], [0, 0]], dtype=torch.bool)
+    dbl = torch.tensor([[0, 1]] * 10, dtype=torch.bool)
+    dbl[9] = torch.tensor([1, 0])
+    m = hashing_map(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)), ql, dbl, topk=10)
+    per = hashing_retrieval_metrics(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
+                                    ql, dbl, topk=10)['AP@10']
+    assert per[2] == 0.0 and per[0] > 0
+    assert m == pytest.approx(float(per.mean()))  # the zero-hit query is in the mean
+
+
+def test_input_errors():
+    c = pack_bits(torch.zeros(3, 16, dtype=torch.bool))
+    lab = torch.zeros(3, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match='code length mismatch'):
+        hashing_retrieval_metrics(c, pack_bits(torch.zeros(3, 8, dtype=torch.bool)), lab, lab)
+    with pytest.raises(ValueError, match='packed uint8'):
+        hashing_retrieval_metrics(c.float(), c, lab, lab)
+    with pytest.raises(ValueError, match='class number mismatch'):
+        hashing_retrieval_metrics(c, c, lab, torch.zeros(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match='topk'):
+        hashing_retrieval_metrics(c, c, lab, lab, topk=0)
+
+
+def _samples(bits, labels, split, as_indices=False):
+    out = []
+    for b, lab in zip(bits, labels):
+        s = dict(pred_hash_bits=pack_bits(torch.from_numpy(b)), split=split)
+        if as_indices:
+            s['gt_label'] = torch.from_numpy(np.flatnonzero(lab))
+        else:
+            s['gt_score'] = torch.from_numpy(lab.astype(np.float32))
+        out.append(s)
+    return out
+
+
+@pytest.mark.parametrize('as_indices', [False, True])
+def test_metric_class(as_indices):
+    q, db, ql, dbl = _random_case(4, 12, 20, 12, 4)
+    metric = HashingMAP(topk=(5, 10), hamming_radius=2, num_classes=4 if as_indices else None)
+    samples = _samples(db[:10], dbl[:10], 'database', as_indices) + _samples(q, ql, 'query', as_indices)
+    samples += _samples(db[10:], dbl[10:], 'database', as_indices)
+    samples += _samples(db[:2], dbl[:2], 'train', as_indices)  # ignored
+    metric.process(None, samples[:15])
+    metric.process(None, samples[15:])
+    res = metric.compute_metrics(metric.results)
+    ref = _brute_force(q, db, ql, dbl, (5, 10), 2)
+    assert set(res) == {'mAP@5', 'mAP@10', 'precision@5', 'precision@10', 'precision_r2', 'recall_r2'}
+    assert res['mAP@5'] == pytest.approx(ref['AP@5'].mean())
+    assert res['mAP@10'] == pytest.approx(ref['AP@10'].mean())
+    assert res['precision@10'] == pytest.approx(ref['P@10'].mean())
+    assert res['precision_r2'] == pytest.approx(ref['P_r'].mean())
+    assert res['recall_r2'] == pytest.approx(ref['R_r'].mean())
+
+
+def test_metric_class_errors():
+    metric = HashingMAP(topk=5)
+    with pytest.raises(KeyError, match='split'):
+        metric.process(None, [dict(pred_hash_bits=torch.zeros(1, dtype=torch.uint8),
+                                   gt_score=torch.ones(2))])
+    with pytest.raises(KeyError, match='pred_hash_bits'):
+        metric.process(None, [dict(split='query', gt_score=torch.ones(2))])
+    metric.process(None, [dict(pred_hash_bits=torch.zeros(1, dtype=torch.uint8), split='query',
+                               gt_score=torch.ones(2))])
+    with pytest.raises(ValueError, match='0 database items'):
+        metric.compute_metrics(metric.results)
+    metric = HashingMAP(topk=5)
+    metric.process(None, [dict(pred_hash_bits=torch.zeros(1, dtype=torch.uint8), split=s,
+                               gt_label=torch.tensor([0])) for s in ('query', 'database')])
+    with pytest.raises(ValueError, match='num_classes'):
+        metric.compute_metrics(metric.results)
+    with pytest.raises(ValueError, match='topk'):
+        HashingMAP(topk=[])

@@ -1,0 +1,179 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmkd_plugins.models.losses.hyp2 import HyP2Loss, hyp2_loss, hyp2_loss_terms, hyp2_margin
+
+
+def _reference_terms(h, y, p, zeta, beta):
+    """Direct re-computation of the paper's three terms with Python loops (float64)."""
+    h = np.asarray(h, dtype=np.float64)
+    y = np.asarray(y)
+    p = np.asarray(p, dtype=np.float64)
+    n, c = y.shape
+    hn = [h[i] / math.sqrt(sum(v * v for v in h[i])) for i in range(n)]
+    pn = [p[k] / math.sqrt(sum(v * v for v in p[k])) for k in range(c)]
+    pos_sum = neg_sum = 0.0
+    pos_cnt = neg_cnt = 0
+    for i in range(n):
+        for k in range(c):
+            s = sum(a * b for a, b in zip(hn[i], pn[k]))
+            if y[i, k] == 1:
+                pos_sum += 1 - s
+                pos_cnt += 1
+            else:
+                neg_sum += max(s - zeta, 0.0)
+                neg_cnt += 1
+    pair_sum, pair_cnt = 0.0, 0
+    for i in range(n):
+        for j in range(n):
+            if y[i].sum() > 1 and y[j].sum() > 1 and int((y[i] * y[j]).sum()) == 0:
+                s = sum(a * b for a, b in zip(hn[i], hn[j]))
+                pair_sum += beta * max(s - zeta, 0.0)
+                pair_cnt += 1
+    return (pos_sum / pos_cnt if pos_cnt else 0.0, neg_sum / neg_cnt if neg_cnt else 0.0,
+            pair_sum / pair_cnt if pair_cnt else 0.0)
+
+
+def _check(h, y, p, zeta, beta=0.5):
+    terms = hyp2_loss_terms(h, y, p, zeta, beta)
+    ref = _reference_terms(h, y.numpy(), p.detach(), zeta, beta)
+    got = (float(terms['pos']), float(terms['neg']), float(terms['pair']))
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(float(hyp2_loss(h, y, p, zeta, beta)), sum(ref), rtol=1e-9, atol=1e-12)
+    return got
+
+
+def test_terms_match_direct_computation_random():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(4):
+        n, c, k = 9, 6, 12
+        h = torch.randn(n, k, generator=g, dtype=torch.float64)
+        p = torch.randn(c, k, generator=g, dtype=torch.float64)
+        y = (torch.rand(n, c, generator=g) < 0.35).long()
+        y[0] = torch.tensor([1, 1, 0, 0, 0, 0])  # make sure a disjoint multi-label pair exists
+        y[1] = torch.tensor([0, 0, 1, 1, 0, 0])
+        pos, neg, pair = _check(h, y, p, zeta=0.1 * trial)
+        assert pair > 0 or trial > 0  # with zeta = 0 random codes give a positive pair term
+
+
+def test_pair_term_zero_without_multilabel_pairs():
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    p = torch.randn(4, 8, generator=g, dtype=torch.float64)
+    single = torch.eye(4, dtype=torch.long)[[0, 1, 2, 3, 0]]  # one label each: no pair term
+    assert _check(h, single, p, 0.0)[2] == 0.0
+    overlapping = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 1, 0], [0, 0, 0, 1], [0, 1, 1, 1]])
+    assert _check(h, overlapping, p, 0.0)[2] == 0.0  # every multi-label pair shares a label
+    one_multi = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 1, 0], [1, 0, 0, 0]])
+    assert _check(h, one_multi, p, 0.0)[2] == 0.0  # a single multi-label sample has no partner
+
+
+def test_pair_term_counts_ordered_pairs():
+    # two multi-label samples with disjoint labels, identical codes: each ordered pair gives beta*(1-z)
+    h = torch.tensor([[1.0, 2.0, 0.5], [1.0, 2.0, 0.5], [0.3, -1.0, 2.0]], dtype=torch.float64)
+    y = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0]])
+    p = torch.randn(4, 3, dtype=torch.float64)
+    pair = _check(h, y, p, 0.25, beta=0.5)[2]
+    assert pair == pytest.approx(0.5 * (1 - 0.25))
+
+
+def test_all_zero_and_all_one_labels():
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(4, 8, generator=g, dtype=torch.float64)
+    p = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    pos, neg, pair = _check(h, torch.zeros(4, 3, dtype=torch.long), p, 0.0)
+    assert pos == 0.0 and pair == 0.0 and neg > 0
+    pos, neg, pair = _check(h, torch.ones(4, 3, dtype=torch.long), p, 0.0)
+    assert neg == 0.0 and pos > 0
+    # the all-zero loss is finite and differentiable
+    hh = h.clone().requires_grad_()
+    hyp2_loss(hh, torch.zeros(4, 3), p, 0.0).backward()
+    assert torch.isfinite(hh.grad).all()
+
+
+def test_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1],
+                      [0, 0, 0, 1]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: hyp2_loss(a, y, b, 0.05, 0.5), (h, p))
+
+
+def test_margin_table_matches_official():
+    official = {  # spec table, rounded to 3 decimals
+        5: [.333, 0, 0, 0, .056, 0, 0],
+        6: [.333, .25, .167, 0, .111, 0, 0],
+        7: [.333, .25, .167, .125, .111, .083, 0],
+    }
+    bits = [12, 16, 24, 32, 36, 48, 64]
+    classes_for_column = {5: (17, 20, 24, 32), 6: (33, 38, 64), 7: (65, 80, 128)}
+    for col, row in official.items():
+        for c in classes_for_column[col]:
+            for k, z in zip(bits, row):
+                assert round(hyp2_margin(k, c), 3) == pytest.approx(z), (k, c)
+    # an interpretation check: zeta = (K - 2d)/K for an integer minimum distance d
+    for k in bits:
+        for c in (20, 40, 100):
+            d = (k - hyp2_margin(k, c) * k) / 2
+            assert d == pytest.approx(round(d))
+    assert hyp2_margin(12, 3) == 0.0 and hyp2_margin(64, 16) == 0.0
+    assert HyP2Loss(num_classes=20, hash_bits=12).margin == pytest.approx(1 / 3)
+    assert HyP2Loss(num_classes=80, hash_bits=48).margin == pytest.approx(1 / 12)
+    assert HyP2Loss(num_classes=80, hash_bits=48, margin=0.3).margin == 0.3
+    with pytest.raises(ValueError, match='hash_bits=10'):
+        hyp2_margin(10, 20)
+    with pytest.raises(ValueError, match='num_classes=200'):
+        hyp2_margin(64, 200)
+
+
+def test_module_proxies_init_forward_and_weight():
+    torch.manual_seed(0)
+    loss = HyP2Loss(num_classes=200, hash_bits=64, margin=0.0)
+    assert loss.proxies.shape == (200, 64) and loss.proxies.requires_grad
+    # kaiming_normal_(fan_out): fan_out of a (C, K) tensor is C -> std = sqrt(2 / C)
+    assert float(loss.proxies.detach().std()) == pytest.approx(math.sqrt(2 / 200), rel=0.05)
+
+    small = HyP2Loss(num_classes=4, hash_bits=16, beta=0.5, loss_weight=2.0).double()
+    h = torch.randn(5, 16, dtype=torch.float64)
+    y = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]])
+    expected = sum(_reference_terms(h, y.numpy(), small.proxies.detach(), 0.0, 0.5))
+    assert float(small(h, y).detach()) == pytest.approx(2 * expected, rel=1e-9)
+    terms = small.terms(h, y)
+    assert set(terms) == {'pos', 'neg', 'pair'}
+    out = small(h, y)
+    out.backward()
+    assert small.proxies.grad is not None and small.proxies.grad.abs().sum() > 0
+
+
+def test_errors():
+    loss = HyP2Loss(num_classes=4, hash_bits=16)
+    with pytest.raises(ValueError, match='hash bit mismatch'):
+        loss(torch.randn(3, 12), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match='class number mismatch'):
+        loss(torch.randn(3, 16), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match='batch size mismatch'):
+        loss(torch.randn(3, 16), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r'values in \{0, 1\}'):
+        loss(torch.randn(3, 16), torch.full((3, 4), 2.0))
+    with pytest.raises(ValueError, match=r'multi-hot \(N, C\)'):
+        loss(torch.randn(3, 16), torch.zeros(3))
+
+
+def test_proxies_get_own_lr_via_paramwise_cfg():
+    from mmengine.optim import build_optim_wrapper
+    from mmkd_plugins.models.heads.hash_head import HashHead
+
+    head = HashHead(hash_bits=16, in_channels=8, num_classes=4, init_cfg=None)
+    wrapper = build_optim_wrapper(head, dict(
+        optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4),
+        paramwise_cfg=dict(custom_keys={'loss_module.proxies': dict(lr_mult=2.0)})))
+    lrs = {}
+    for group in wrapper.optimizer.param_groups:
+        for param in group['params']:
+            lrs[id(param)] = group['lr']
+    assert lrs[id(head.loss_module.proxies)] == pytest.approx(0.02)
+    assert lrs[id(head.hash_layer.weight)] == pytest.approx(0.01)

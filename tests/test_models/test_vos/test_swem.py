@@ -1,0 +1,227 @@
+"""SWEM model: losses vs. direct formulas, soft aggregation, training through the Runner, inference."""
+import copy
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from mmengine.runner import Runner
+from mmengine.structures import BaseDataElement
+
+from mmkd_plugins.datasets.vos import synthesize_moving_shapes
+from mmkd_plugins.models.vos.losses import (VOSBootstrappedCELoss, VOSIoULoss, bootstrapped_cross_entropy,
+                                            soft_iou_loss, top_p_schedule)
+from mmkd_plugins.models.vos.networks import CBAM, soft_aggregate
+from tests.test_models.test_vos.vos_helpers import tiny_runner_cfg, tiny_swem_cfg
+
+
+# ---------------------------------------------------------------- losses
+def test_top_p_schedule():
+    assert top_p_schedule(0, 20000, 70000) == 1.0
+    assert top_p_schedule(20000, 20000, 70000) == 1.0
+    assert top_p_schedule(45000, 20000, 70000) == pytest.approx(0.65)
+    assert top_p_schedule(70000, 20000, 70000) == pytest.approx(0.3)
+    assert top_p_schedule(10 ** 6, 20000, 70000) == pytest.approx(0.3)
+
+
+def test_bootstrapped_ce_matches_direct():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 4, 5))
+    per_pixel = []
+    for b in range(2):
+        for i in range(4):
+            for j in range(5):
+                lse = torch.log(torch.exp(logits[b, :, i, j]).sum())
+                per_pixel.append(float(lse - logits[b, target[b, i, j], i, j]))
+    per_pixel = sorted(per_pixel, reverse=True)
+    for p in (1.0, 0.5, 0.13):
+        k = max(1, int(p * 40))
+        expected = np.mean(per_pixel[:k])
+        assert float(bootstrapped_cross_entropy(logits, target, p)) == pytest.approx(expected)
+    loss = VOSBootstrappedCELoss(start_iter=10, end_iter=20, p_end=0.5, loss_weight=2.0)
+    assert float(loss(logits, target, iteration=30)) == pytest.approx(2 * np.mean(per_pixel[:20]))
+    with pytest.raises(ValueError, match='top_p'):
+        bootstrapped_cross_entropy(logits, target, 0.0)
+    with pytest.raises(ValueError, match='target'):
+        bootstrapped_cross_entropy(logits, target[0])
+
+
+def test_soft_iou_matches_direct_and_edge_cases():
+    torch.manual_seed(1)
+    prob = torch.rand(2, 2, 3, 3, dtype=torch.float64)
+    gt = (torch.rand(2, 2, 3, 3) > 0.5).double()
+    gt[1, 1] = 0
+    ious = []
+    for b in range(2):
+        for o in range(2):
+            p, g = prob[b, o].flatten(), gt[b, o].flatten()
+            ious.append((float((p * g).sum()) + 1e-6) / (float((p + g - p * g).sum()) + 1e-6))
+    assert float(soft_iou_loss(prob, gt)) == pytest.approx(1 - np.mean(ious))
+    valid = torch.tensor([[True, True], [True, False]])
+    assert float(VOSIoULoss(loss_weight=3.0)(prob, gt, valid)) == pytest.approx(
+        3 * (1 - np.mean(ious[:3])))
+    # perfect / empty predictions
+    assert float(soft_iou_loss(gt, gt)) == pytest.approx(0.0, abs=1e-9)
+    assert float(soft_iou_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))) == pytest.approx(0)
+    with pytest.raises(ValueError, match='same shape'):
+        soft_iou_loss(prob, gt[:, :1])
+
+
+def test_loss_gradcheck():
+    torch.manual_seed(2)
+    logits = torch.randn(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[[0, 1], [2, 1]]])
+    assert torch.autograd.gradcheck(lambda x: bootstrapped_cross_entropy(x, target, 0.5), (logits, ))
+    prob = torch.rand(1, 2, 2, 2, dtype=torch.float64).requires_grad_()
+    gt = (torch.rand(1, 2, 2, 2) > 0.5).double()
+    assert torch.autograd.gradcheck(lambda p: soft_iou_loss(p, gt), (prob, ))
+
+
+# ---------------------------------------------------------------- network pieces
+def test_soft_aggregate_matches_direct():
+    torch.manual_seed(3)
+    prob = torch.rand(1, 2, 2, 2, dtype=torch.float64)
+    logits = soft_aggregate(prob)
+    for i in range(2):
+        for j in range(2):
+            p = [float((1 - prob[0, 0, i, j]) * (1 - prob[0, 1, i, j])), float(prob[0, 0, i, j]),
+                 float(prob[0, 1, i, j])]
+            p = np.clip(p, 1e-7, 1 - 1e-7)
+            np.testing.assert_allclose(logits[0, :, i, j].numpy(), np.log(p / (1 - p)))
+    masked = torch.softmax(soft_aggregate(prob, torch.tensor([[True, False]])), 1)
+    assert torch.all(masked[:, 2] < 1e-6)  # a padding object never wins
+    torch.testing.assert_close(torch.softmax(logits, 1).sum(1), torch.ones(1, 2, 2, dtype=torch.float64))
+
+
+def test_cbam_shape():
+    assert CBAM(32)(torch.randn(2, 32, 5, 5)).shape == (2, 32, 5, 5)
+
+
+# ---------------------------------------------------------------- model
+def _batch(model, b=2, t=3, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 255, (b, t, 3, size, size), dtype=torch.uint8, generator=g)
+    samples = []
+    for i in range(b):
+        lab = torch.zeros(t, size, size, dtype=torch.long)
+        lab[:, 8:30, 8:30] = 1
+        if i == 0:
+            lab[:, 36:60, 30:60] = 2
+        samples.append(BaseDataElement(gt_masks=lab, metainfo=dict(num_objects=2 if i == 0 else 1)))
+    return model.data_preprocessor(dict(inputs=list(frames), data_samples=samples), True)
+
+
+@pytest.mark.parametrize('memory', ['SWEMMemory', 'GrowingMemory'])
+def test_swem_loss_backward(memory):
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_swem_cfg(memory))
+    data = _batch(model)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_ce', 'loss_iou'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    for name in ('key_encoder', 'value_encoder', 'key_proj', 'fusion', 'decoder'):
+        grads = [p.grad for p in getattr(model, name).parameters() if p.requires_grad]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+    logits = model(**data, mode='tensor')
+    assert len(logits) == 2 and logits[0].shape == (2, 3, 64, 64)
+
+
+def test_swem_input_errors():
+    model = MODELS.build(tiny_swem_cfg())
+    data = _batch(model)
+    with pytest.raises(ValueError, match=r'\(B, T, 3, H, W\)'):
+        model.loss(data['inputs'][0], data['data_samples'])
+    with pytest.raises(ValueError, match='at least 2 frames'):
+        model.loss(data['inputs'][:, :1], data['data_samples'])
+    with pytest.raises(ValueError, match='3 values'):
+        MODELS.build(dict(tiny_swem_cfg(), key_channels=(64, 32)))
+    with pytest.raises(ValueError, match='frame must be'):
+        model.step(torch.randn(4, 8, 8))
+    with pytest.raises(RuntimeError, match='invalid mode'):
+        model(**data, mode='nope')
+
+
+def test_swem_inference_30_frames_and_new_objects(tmp_path):
+    """Whole-video inference over a 30-frame clip; a second object appears at frame 10."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_swem_cfg()).eval()
+    t = 30
+    frames = torch.randint(0, 255, (t, 3, 64, 64), dtype=torch.uint8)
+    gt = torch.zeros(t, 96, 96, dtype=torch.long)
+    gt[0, 10:40, 10:40] = 3
+    gt[10, 50:80, 50:80] = 5
+    sample = BaseDataElement(gt_masks=gt, metainfo=dict(ori_shape=(96, 96), init_frames=[0, 10]))
+    data = model.data_preprocessor(dict(inputs=[frames], data_samples=[sample]))
+    calls = []
+    torch.manual_seed(1)
+    pred = model.predict_video(data['inputs'][0], sample, progress=lambda: calls.append(1))
+    assert pred.shape == (t, 96, 96) and pred.dtype == torch.uint8 and len(calls) == t
+    assert set(pred.unique().tolist()) <= {0, 3, 5}
+    # annotated frames reproduce their annotation (nearest-resized round trip)
+    assert (pred[0] == 3).sum() > 0.8 * (gt[0] == 3).sum()
+    assert (pred[10] == 5).sum() > 0.8 * (gt[10] == 5).sum()
+    assert not (pred[:10] == 5).any()  # object 5 does not exist before frame 10
+    assert model.memory.num_slots == 0  # state released after the video
+    torch.manual_seed(1)
+    out = model(**data, mode='predict')
+    torch.testing.assert_close(out[0].pred_masks, pred)  # deterministic for a fixed prior
+    model.memory.init_seed = 7  # a seeded prior makes inference reproducible without the global RNG
+    short = data['inputs'][0][:4]
+    a = model.predict_video(short, sample)
+    torch.manual_seed(123)
+    torch.testing.assert_close(model.predict_video(short, sample), a)
+
+
+def test_swem_memory_state_is_flat_during_inference():
+    torch.manual_seed(0)
+    sizes = {}
+    for memory in ('SWEMMemory', 'GrowingMemory'):
+        model = MODELS.build(tiny_swem_cfg(memory)).eval()
+        model.start_video()
+        lab = torch.zeros(64, 64, dtype=torch.long)
+        lab[5:20, 5:20] = 1
+        frame = torch.randn(3, 64, 64)
+        sz = []
+        for i in range(12):
+            model.step(frame, lab if i == 0 else None)
+            sz.append(model.memory.state_numel())
+        sizes[memory] = sz
+    assert len(set(sizes['SWEMMemory'][1:])) == 1
+    assert sizes['GrowingMemory'][-1] > sizes['GrowingMemory'][1]
+
+
+def test_train_and_val_through_runner(tmp_path):
+    root = str(tmp_path / 'davis')
+    synthesize_moving_shapes(root, videos=('a', 'b'), num_frames=8, size=(64, 64), split='train')
+    synthesize_moving_shapes(root, videos=('c', ), num_frames=6, size=(64, 64), split='val', seed=1)
+    cfg = tiny_runner_cfg(root, str(tmp_path / 'work'), max_iters=3)
+    runner = Runner(**cfg)
+    runner.train()
+    assert osp.isfile(osp.join(str(tmp_path / 'work'), 'iter_3.pth'))
+    metrics = runner.val_loop.run()
+    assert set(metrics) >= {'davis/J&F-Mean', 'davis/J-Mean', 'davis/F-Mean', 'davis/J-Recall',
+                            'davis/F-Decay'}
+    assert 0 <= metrics['davis/J&F-Mean'] <= 100
+    # the frame-skip curriculum reached its second stage in the shared value
+    assert runner.train_dataloader.dataset.max_skip == 4
+
+
+@pytest.mark.skipif(not __import__('importlib').util.find_spec('mmpretrain'),
+                    reason='mmpretrain not installed')
+def test_swem_with_mmpretrain_resnet18():
+    cfg = copy.deepcopy(tiny_swem_cfg())
+    cfg['key_backbone'] = dict(type='mmpretrain.ResNet', depth=18, num_stages=3, strides=(1, 2, 2),
+                               dilations=(1, 1, 1), out_indices=(0, 1, 2), base_channels=8,
+                               stem_channels=8)
+    cfg['value_backbone'] = dict(type='mmpretrain.ResNet', depth=18, in_channels=5, num_stages=3,
+                                 strides=(1, 2, 2), dilations=(1, 1, 1), out_indices=(2, ),
+                                 base_channels=8, stem_channels=8)
+    cfg.update(key_channels=(32, 16, 8), value_backbone_channels=32)
+    model = MODELS.build(cfg)
+    losses = model(**_batch(model, b=1), mode='loss')
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())

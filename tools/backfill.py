@@ -1,0 +1,120 @@
+"""Backfill an old gallery with a new model, and evaluate the hot-refresh upgrade.
+
+Re-embed the gallery in steps, the most uncertain old embeddings first (or another order):
+
+    python tools/backfill.py run CONFIG CHECKPOINT OLD_GALLERY.pth OUT_DIR [--order entropy] [--steps 10]
+
+writes OUT_DIR/schedule.json (dataset indices re-embedded per step) and OUT_DIR/gallery_step{k}.pth
+(the whole gallery after step k, per-row ``version`` flags). The gallery images are read from the config's
+``--split`` dataloader (the dataset the old gallery was extracted from; rows are matched by index).
+
+Evaluate, from embedding files only (no images): mAP / top-1 / NFR of new queries against a gallery with a
+fraction f backfilled, for f on a grid, plus the cross-model table and a plot:
+
+    python tools/backfill.py evaluate --query NEW_QUERY.pth --old-gallery OLD.pth --new-gallery NEW.pth \
+        [--old-query OLD_QUERY.pth] [--bict-gallery UPGRADED.pth] [--order entropy] [--fractions 11] \
+        [--plot hot_refresh.png]
+
+Query / gallery pairs with the same dataset index are left out of the ranking (leave-one-out when the
+queries are the gallery items).
+"""
+import argparse
+import os.path as osp
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.engine.hooks.backfill import (BACKFILL_ORDERS, backfill_gallery,  # noqa: E402
+                                                backfill_order)
+from mmkd_plugins.evaluation.metrics.hot_refresh import (format_hot_refresh,  # noqa: E402
+                                                         hot_refresh_curve, plot_hot_refresh)
+from mmkd_plugins.models.compatible.embedding_io import load_embeddings  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Backfill a gallery / evaluate a hot-refresh upgrade.')
+    sub = parser.add_subparsers(dest='command', required=True)
+    run = sub.add_parser('run', help='re-embed an old gallery with the new model, in ordered steps')
+    run.add_argument('config', help='config of the new model (plain classifier or CompatibleDistiller)')
+    run.add_argument('checkpoint', help='checkpoint of the new model')
+    run.add_argument('gallery', help='old gallery embedding file (with logits for uncertainty orders)')
+    run.add_argument('out_dir', help='output folder')
+    run.add_argument('--split', default='test', choices=['train', 'val', 'test'],
+                     help='dataloader whose dataset holds the gallery images (default: test)')
+    run.add_argument('--order', default='entropy', choices=BACKFILL_ORDERS)
+    run.add_argument('--steps', type=int, default=10)
+    run.add_argument('--seed', type=int, default=0)
+    run.add_argument('--device', default='cpu')
+    run.add_argument('--no-progress', action='store_true')
+
+    ev = sub.add_parser('evaluate', help='hot-refresh curve and cross-model table from embedding files')
+    ev.add_argument('--query', required=True, help='new-model query embeddings')
+    ev.add_argument('--old-gallery', required=True, help='old-model gallery embeddings')
+    ev.add_argument('--new-gallery', required=True, help='new-model embeddings of the same gallery items')
+    ev.add_argument('--old-query', help='old-model query embeddings (for mAP(old,old) and NFR)')
+    ev.add_argument('--bict-gallery', help='old gallery upgraded by tools/bict_upgrade.py')
+    ev.add_argument('--order', default='entropy', choices=BACKFILL_ORDERS)
+    ev.add_argument('--seed', type=int, default=0)
+    ev.add_argument('--fractions', type=int, default=11, help='number of f values in [0, 1]')
+    ev.add_argument('--topk', type=int, default=None, help='mAP@K (default: full ranking)')
+    ev.add_argument('--plot', default=None, help='PNG file of mAP and NFR vs f')
+    return parser.parse_args(argv)
+
+
+def _aligned(ref: dict, other: dict, name: str) -> dict:
+    """``other`` reordered to ``ref``'s rows (matched by dataset index)."""
+    if torch.equal(ref['indices'], other['indices']):
+        return other
+    pos = {int(i): k for k, i in enumerate(other['indices'])}
+    try:
+        sel = torch.tensor([pos[int(i)] for i in ref['indices']])
+    except KeyError as err:
+        raise SystemExit(f'{name} lacks the item with dataset index {err} of the reference file')
+    rows = ('embeddings', 'labels', 'logits', 'indices', 'version')
+    return {k: (v[sel] if k in rows else v) for k, v in other.items()}
+
+
+def evaluate(args) -> dict:
+    query = load_embeddings(args.query)
+    g_old = load_embeddings(args.old_gallery)
+    g_new = _aligned(g_old, load_embeddings(args.new_gallery), '--new-gallery')
+    q_old = _aligned(query, load_embeddings(args.old_query), '--old-query') if args.old_query else None
+    g_bict = _aligned(g_old, load_embeddings(args.bict_gallery), '--bict-gallery') if args.bict_gallery \
+        else None
+    for name, d in (('--query', query), ('--old-gallery', g_old)):
+        if 'labels' not in d:
+            raise SystemExit(f'{name}: the file has no labels; retrieval evaluation needs them')
+    exclude = query['indices'][:, None] == g_old['indices'][None, :]
+    order = backfill_order(g_old['embeddings'].shape[0], args.order, g_old.get('logits'), args.seed)
+    res = hot_refresh_curve(query['embeddings'], g_old['embeddings'], g_new['embeddings'], query['labels'],
+                            g_old['labels'], order, list(np.linspace(0, 1, args.fractions)),
+                            q_old=None if q_old is None else q_old['embeddings'],
+                            g_bict=None if g_bict is None else g_bict['embeddings'],
+                            exclude=exclude if exclude.any() else None, topk=args.topk)
+    print(f'hot-refresh evaluation: {query["embeddings"].shape[0]} queries, {g_old["embeddings"].shape[0]} '
+          f'gallery items, {args.order} backfill order')
+    print(format_hot_refresh(res))
+    if args.plot:
+        print(f'plot: {plot_hot_refresh(res, args.plot)}')
+    return res
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.command == 'evaluate':
+        return evaluate(args)
+    from mmkd_plugins.models.compatible.embed import build_embedding_model, build_split_dataloader
+    model = build_embedding_model(args.config, args.checkpoint, args.device)
+    loader = build_split_dataloader(args.config, args.split)
+    files = backfill_gallery(model, loader, args.gallery, args.out_dir, args.order, args.steps, args.seed,
+                             progress=not args.no_progress)
+    print(f'backfilled in {len(files)} steps ({args.order} order): {osp.join(args.out_dir, "schedule.json")}, '
+          f'{files[-1]}')
+    return files
+
+
+if __name__ == '__main__':
+    main()

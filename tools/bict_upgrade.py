@@ -1,0 +1,90 @@
+"""Upgrade a stored OLD gallery embedding file to the new embedding space with BiCT's transformation psi,
+without the images.
+
+    # psi trained through a config (configs/compatible/*bict*.py), checkpoint of that run:
+    python tools/bict_upgrade.py OLD_GALLERY.pth OUT.pth --transformation work_dirs/bict/iter_200.pth
+    # or fit psi here from old / new embeddings of the same training images (tools/extract_embeddings.py):
+    python tools/bict_upgrade.py OLD_GALLERY.pth OUT.pth --fit-old train_old.pth --fit-new train_new.pth \
+        [--save-transformation psi.pth]
+
+The output keeps labels, indices and the old logits (old uncertainty stays valid for backfilling) and marks
+every row as upgraded (version 2).
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.models.compatible.bict import (fit_bict_transformation,  # noqa: E402
+                                                 load_transformation, save_transformation)
+from mmkd_plugins.models.compatible.embedding_io import (VERSION_BICT, VERSION_OLD,  # noqa: E402
+                                                         load_embeddings, save_embeddings)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Upgrade old gallery embeddings with a BiCT transformation.')
+    parser.add_argument('gallery', help='old gallery embedding file')
+    parser.add_argument('out', help='output (upgraded) embedding file')
+    parser.add_argument('--transformation', help='psi: a file from --save-transformation or a training '
+                        'checkpoint of a BiCT transformation config')
+    parser.add_argument('--residual', action='store_true',
+                        help='the checkpoint\'s transformation was built with residual=True')
+    parser.add_argument('--fit-old', help='old-model embeddings of training images (fit psi here)')
+    parser.add_argument('--fit-new', help='new-model embeddings of the same training images')
+    parser.add_argument('--hidden-dim', type=int, default=2048)
+    parser.add_argument('--num-layers', type=int, default=2)
+    parser.add_argument('--epochs', type=int, default=50)
+    parser.add_argument('--lr', type=float, default=5e-4)
+    parser.add_argument('--loss', default='mse', choices=['mse', 'cosine'])
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--save-transformation', help='where to write the fitted psi')
+    parser.add_argument('--batch-size', type=int, default=4096, help='rows transformed at once')
+    return parser.parse_args(argv)
+
+
+def paired(old: dict, new: dict):
+    """Rows of two embedding files of the same images, matched by dataset index."""
+    pos = {int(i): k for k, i in enumerate(new['indices'])}
+    missing = [int(i) for i in old['indices'] if int(i) not in pos]
+    if missing:
+        raise ValueError(f'--fit-old and --fit-new must embed the same images: {len(missing)} indices of '
+                         f'the old file are not in the new one (e.g. {missing[:5]})')
+    sel = torch.tensor([pos[int(i)] for i in old['indices']])
+    return old['embeddings'], new['embeddings'][sel]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if (args.transformation is None) == (args.fit_old is None or args.fit_new is None):
+        raise SystemExit('give either --transformation, or both --fit-old and --fit-new')
+    gallery = load_embeddings(args.gallery)
+    if (gallery['version'] != VERSION_OLD).any():
+        raise SystemExit(f'{args.gallery}: only old rows (version 0) can be upgraded; '
+                         f'{int((gallery["version"] != VERSION_OLD).sum())} rows are not old')
+    if args.transformation is not None:
+        psi = load_transformation(args.transformation, dict(residual=True) if args.residual else None)
+    else:
+        old, new = paired(load_embeddings(args.fit_old), load_embeddings(args.fit_new))
+        psi = fit_bict_transformation(old, new, args.hidden_dim, args.num_layers, kind=args.loss,
+                                      epochs=args.epochs, lr=args.lr, seed=args.seed)
+        if args.save_transformation:
+            save_transformation(args.save_transformation, psi)
+            print(f'wrote the transformation to {args.save_transformation}')
+    emb = gallery['embeddings']
+    if emb.shape[1] != psi.old_dim:
+        raise SystemExit(f'{args.gallery}: embeddings have dim {emb.shape[1]} but the transformation '
+                         f'expects {psi.old_dim}')
+    with torch.no_grad():
+        up = torch.cat([psi(emb[i:i + args.batch_size]) for i in range(0, emb.shape[0], args.batch_size)])
+    save_embeddings(args.out, up, gallery.get('labels'), gallery.get('logits'), gallery['indices'],
+                    torch.full((up.shape[0], ), VERSION_BICT, dtype=torch.long),
+                    meta=dict(gallery['meta'], upgraded_from=osp.abspath(args.gallery), kind='bict'))
+    print(f'upgraded {up.shape[0]} embeddings {psi.old_dim} -> {psi.new_dim} dims: {args.out}')
+    return args.out
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,96 @@
+"""Evaluate a folder of predicted face meshes on REALY (region-wise errors in mm).
+
+Example::
+
+    python tools/realy_evaluate.py data/REALY predictions/ \
+        --template-obj data/REALY/templates/HIFI3D.obj --template-keypoints data/REALY/templates/HIFI3D.txt \
+        --out-dir work_dirs/realy_eval [--error-maps]
+
+Writes ``<out-dir>/realy_errors.csv`` (one row per image: image, subject, one column per region, the
+image's mean), ``<out-dir>/realy_summary.csv`` and ``realy_summary.json`` (per region mean, median,
+std; ``all`` = mean of the region means), and with ``--error-maps``
+``<out-dir>/error_maps/<image>/<region>.ply`` (scan regions coloured by error). See
+configs/realy/README.md for the folder layout.
+"""
+import argparse
+import csv
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout too
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='REALY region-wise evaluation of predicted meshes')
+    parser.add_argument('data_root', help='REALY benchmark folder (keypoints, region scans, scales)')
+    parser.add_argument('pred_dir', help='folder of predicted meshes <subject>_<view>.obj')
+    parser.add_argument('--template-obj', required=True, help='template mesh of the prediction topology')
+    parser.add_argument('--template-keypoints', required=True,
+                        help='barycentric keypoint file of the template (85 x [tri, w1, w2], JSON)')
+    parser.add_argument('--out-dir', required=True, help='where the CSV/JSON (and error maps) go')
+    parser.add_argument('--regions', nargs='+', default=['nose', 'mouth', 'forehead', 'cheek'])
+    parser.add_argument('--pred-suffix', default='.obj')
+    parser.add_argument('--error-maps', action='store_true', help='write error-coloured scan regions')
+    parser.add_argument('--error-map-max', type=float, default=5.0, help='mm shown as full red')
+    parser.add_argument('--icp-max-iter', type=int, default=100)
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser.parse_args(argv)
+
+
+def write_results(out_dir, rows, summary, regions):
+    """Write ``realy_errors.csv``, ``realy_summary.csv`` and ``realy_summary.json``."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'realy_errors.csv'), 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['image', 'subject'] + list(regions) + ['mean'])
+        for r in rows:
+            errs = [r['errors'][k] for k in regions]
+            w.writerow([r['img_id'], r['subject']] + [f'{e:.6f}' for e in errs] + [f'{np.mean(errs):.6f}'])
+    with open(osp.join(out_dir, 'realy_summary.csv'), 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['region', 'mean', 'median', 'std'])
+        for k in regions:
+            w.writerow([k] + [f'{summary[f"{k}_{s}"]:.6f}' for s in ('mean', 'median', 'std')])
+        w.writerow(['all', f'{summary["all"]:.6f}', '', ''])
+    with open(osp.join(out_dir, 'realy_summary.json'), 'w') as f:
+        json.dump(dict(num_images=len(rows), **summary), f, indent=2)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    from mmkd_plugins.datasets.realy import REALYDataset
+    from mmkd_plugins.evaluation.metrics.realy import REALYMetric
+
+    dataset = REALYDataset(args.data_root, pred_root=args.pred_dir, regions=args.regions,
+                           pred_suffix=args.pred_suffix)
+    metric = REALYMetric(args.template_obj, args.template_keypoints, regions=args.regions,
+                         icp_cfg=dict(max_iter=args.icp_max_iter),
+                         error_map_dir=osp.join(args.out_dir, 'error_maps') if args.error_maps else None,
+                         error_map_max=args.error_map_max)
+    rows = []
+    start = time.perf_counter()
+    bar = tqdm(range(len(dataset)), desc='REALY', unit='mesh', disable=args.no_progress)
+    for idx in bar:
+        sample = dataset[idx]['data_samples']
+        rows.append(metric.evaluate_sample(sample))
+        bar.set_postfix(img=rows[-1]['img_id'])
+    summary = metric.compute_metrics(rows)
+    write_results(args.out_dir, rows, summary, args.regions)
+    print(f'REALY on {len(rows)} predictions ({time.perf_counter() - start:.1f} s), mm:')
+    print('region    mean    median  std')
+    for k in args.regions:
+        print(f'{k:<9} {summary[k + "_mean"]:.3f}   {summary[k + "_median"]:.3f}   {summary[k + "_std"]:.3f}')
+    print(f'all       {summary["all"]:.3f}')
+    print(f'results in {args.out_dir}')
+    return summary
+
+
+if __name__ == '__main__':
+    main()
