@@ -60,7 +60,9 @@ if __name__ == '__main__':
         extras_require={
             'mim': read_requirements('mminstall'),
             'tests': read_requirements('tests'),
-            'all': read_requirements('mminstall') + read_requirements('tests'),
+            'optional': read_requirements('optional'),
+            'all': read_requirements('mminstall') + read_requirements('optional')
+            + read_requirements('tests'),
         },
         license='Apache License 2.0',
         zip_safe=False,

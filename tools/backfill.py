@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 import torch
+from mmengine.config import DictAction
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
 
@@ -49,6 +50,8 @@ def parse_args(argv=None):
     run.add_argument('--seed', type=int, default=0)
     run.add_argument('--device', default='cpu')
     run.add_argument('--no-progress', action='store_true')
+    run.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                     help='override config entries (use the same as when the gallery was extracted)')
 
     ev = sub.add_parser('evaluate', help='hot-refresh curve and cross-model table from embedding files')
     ev.add_argument('--query', required=True, help='new-model query embeddings')
@@ -106,9 +109,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.command == 'evaluate':
         return evaluate(args)
-    from mmkd_plugins.models.compatible.embed import build_embedding_model, build_split_dataloader
-    model = build_embedding_model(args.config, args.checkpoint, args.device)
-    loader = build_split_dataloader(args.config, args.split)
+    from mmkd_plugins.models.compatible.embed import (build_embedding_model, build_split_dataloader,
+                                                      load_config)
+    cfg = load_config(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    model = build_embedding_model(cfg, args.checkpoint, args.device)
+    loader = build_split_dataloader(cfg, args.split)
     files = backfill_gallery(model, loader, args.gallery, args.out_dir, args.order, args.steps, args.seed,
                              progress=not args.no_progress)
     print(f'backfilled in {len(files)} steps ({args.order} order): {osp.join(args.out_dir, "schedule.json")}, '

@@ -42,3 +42,5 @@ model = dict(
             type='NKDLoss', tau=1.0, gamma=1.0, loss_weight=1.0,
             inputs=dict(student_logits='student.logits', teacher_logits='teacher.logits',
                         target='gt_labels'))))
+# the generator's mask token is not weight-decayed (like cls_token / pos_embed upstream)
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'.mask_token': dict(decay_mult=0.0)}))

@@ -36,3 +36,5 @@ model = dict(
             inputs=dict(student_low_0='student.low0', teacher_low_0='teacher.low0',
                         student_low_1='student.low1', teacher_low_1='teacher.low1',
                         student_high='student.high', teacher_high='teacher.high'))))
+# the generator's mask token is not weight-decayed (like cls_token / pos_embed upstream)
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'.mask_token': dict(decay_mult=0.0)}))

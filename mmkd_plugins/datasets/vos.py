@@ -19,7 +19,7 @@ import json
 import multiprocessing
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -93,14 +93,13 @@ def _list_images(folder: str) -> List[str]:
 
 
 def _resize(img: np.ndarray, size_hw: Tuple[int, int], nearest: bool) -> np.ndarray:
+    """Resize an image (bilinear) or a label map (nearest, labels kept exactly) to ``size_hw``."""
     import cv2
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    dsize = (size_hw[1], size_hw[0])
     if nearest:
-        return cv2.resize(img.astype(np.uint8), (size_hw[1], size_hw[0]),
-                          interpolation=interp).astype(np.int64) if img.max(initial=0) < 256 \
-            else cv2.resize(img.astype(np.float32), (size_hw[1], size_hw[0]),
-                            interpolation=interp).astype(np.int64)
-    return cv2.resize(img, (size_hw[1], size_hw[0]), interpolation=interp)
+        dtype = np.uint8 if img.max(initial=0) < 256 else np.int32
+        return cv2.resize(img.astype(dtype), dsize, interpolation=cv2.INTER_NEAREST).astype(np.int64)
+    return cv2.resize(img, dsize, interpolation=cv2.INTER_LINEAR)
 
 
 def _select_objects(labels: np.ndarray, first: np.ndarray, max_objects: int, min_pixels: int,

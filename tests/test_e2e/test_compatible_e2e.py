@@ -118,3 +118,38 @@ def test_backfill_hook_and_tools_agree_with_the_metric(runs):
         assert res['table'][key] == pytest.approx(m[metric_key], abs=1e-4), key
     for row in res['curves']['bict']:
         assert row['mAP'] == pytest.approx(m[f'hot_refresh/bict_mAP@f{row["f"]:.2f}'], abs=1e-4)
+
+
+def test_imagenet_configs_build_and_step(tmp_path):
+    """The ImageNet configs: R50 student, frozen R18 old model (random weights), one loss step (BCT);
+    the RACT / UniBCT configs differ only in the loss, run on R50 / R18-sized embeddings."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmpretrain.structures import DataSample
+    cfgs = {m: Config.fromfile(osp.join(CFG, f'{m}_resnet50_resnet18-old_8xb32_in1k.py'))
+            for m in ('bct', 'ract', 'unibct')}
+    for m, cfg in cfgs.items():
+        assert cfg.model.teacher_ckpt and 'mmkd_plugins' in cfg.custom_imports['imports']
+        assert list(cfg.model.distill_losses) == [f'loss_{m}']
+    init_default_scope('mmpretrain')
+    old = tmp_path / 'old.py'   # resolve the upstream old-model config through an inheriting file
+    old.write_text("_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']\n")
+    model_cfg = cfgs['bct'].model.to_dict()
+    model_cfg.update(teacher=Config.fromfile(str(old)).model.to_dict(), teacher_ckpt=None,
+                     allow_random_teacher=True, data_preprocessor=cfgs['bct'].data_preprocessor.to_dict())
+    model = MODELS.build(model_cfg)
+    labels = (3, 7, 3, 999)
+    data = model.data_preprocessor(dict(
+        inputs=[torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8) for _ in range(4)],
+        data_samples=[DataSample().set_gt_label(i) for i in labels]), True)
+    losses = model(**data, mode='loss')
+    assert torch.isfinite(losses['distill.loss_bct']) and losses['distill.loss_bct'] > 0
+    losses['distill.loss_bct'].backward()
+    assert model.student.backbone.conv1.weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())
+    new, old_emb = torch.randn(4, 2048, requires_grad=True), torch.randn(4, 512)
+    for m in ('ract', 'unibct'):
+        loss_cfg = cfgs[m].model.distill_losses[f'loss_{m}'].to_dict()
+        loss_cfg.pop('inputs')
+        value = MODELS.build(loss_cfg)(new=new, old=old_emb, labels=torch.tensor(labels))
+        assert torch.isfinite(value) and value > 0

@@ -176,3 +176,26 @@ def test_face_verification_metric_cross_model():
     assert out['face_verif/new-old/TAR@FAR=0.1'] == pytest.approx(
         _tar_direct(cross.tolist(), same.tolist(), 0.1))
     assert out['face_verif/new-old/TAR@FAR=0.1'] < 0.8
+
+
+def test_chunked_scoring_and_query_subset():
+    g = torch.Generator().manual_seed(4)
+    lab = torch.randint(0, 3, (13, ), generator=g)
+    q_new, g_old, g_new, q_old, g_b = (torch.randn(13, 4, generator=g) for _ in range(5))
+    excl = torch.eye(13, dtype=torch.bool)
+    kw = dict(q_old=q_old, g_bict=g_b, exclude=excl)
+    order = np.random.default_rng(0).permutation(13)
+    full = hot_refresh_curve(q_new, g_old, g_new, lab, lab, order, [0, .3, 1], **kw)
+    chunked = hot_refresh_curve(q_new, g_old, g_new, lab, lab, order, [0, .3, 1], chunk_size=4, **kw)
+    assert full['table'] == pytest.approx(chunked['table'])
+    assert full['curves'] == chunked['curves']
+    # the metric's query subset: the same numbers as the curve over those queries, full gallery
+    samples = [dict(new_emb=q_new[i], old_emb=g_old[i], gt_label=lab[i:i + 1]) for i in range(13)]
+    metric = HotRefreshMetric(fractions=[0, 1], order='sequential', num_queries=5, seed=3, plot_file=None)
+    metric.process({}, samples)
+    out = metric.evaluate(13)
+    pick = torch.as_tensor(np.sort(np.random.default_rng(3).choice(13, 5, replace=False)))
+    ref = hot_refresh_curve(q_new[pick], g_old, q_new, lab[pick], lab, np.arange(13), [0, 1],
+                            q_old=g_old[pick], exclude=pick[:, None] == torch.arange(13)[None, :])
+    assert out['hot_refresh/mAP_new_old'] == pytest.approx(ref['table']['mAP(new,old)'])
+    assert out['hot_refresh/mAP_old_old'] == pytest.approx(ref['table']['mAP(old,old)'])

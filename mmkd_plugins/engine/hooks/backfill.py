@@ -105,7 +105,7 @@ def write_schedule(path: str, order: np.ndarray, steps: List[np.ndarray], galler
 
 @HOOKS.register_module()
 class BackfillHook(Hook):
-    """Backfill a stored old gallery with the trained new model, in steps, at the end of training.
+    """Backfill a stored old gallery with the trained new model, in steps, when training ends.
 
     It reads an OLD gallery embedding file (see ``mmkd_plugins.models.compatible.embedding_io``), orders
     its rows with :func:`backfill_order`, and re-embeds them with the current model (the student of a
@@ -122,6 +122,8 @@ class BackfillHook(Hook):
         seed: seed of the random order.
         out_dir: output folder (default ``<work_dir>/backfill``).
         dataloader: 'test' or 'val': whose dataset holds the gallery images.
+
+    To backfill with a trained checkpoint outside training use ``tools/backfill.py run``.
     """
 
     priority = 'LOW'
@@ -141,7 +143,7 @@ class BackfillHook(Hook):
         self.seed, self.out_dir, self.dataloader = seed, out_dir, dataloader
         self.files: List[str] = []
 
-    def after_run(self, runner) -> None:
+    def after_train(self, runner) -> None:
         loader = getattr(runner, f'{self.dataloader}_dataloader')
         out_dir = self.out_dir or osp.join(runner.work_dir, 'backfill')
         self.files = backfill_gallery(runner.model, loader, self.gallery_file, out_dir, self.order,

@@ -90,7 +90,8 @@ def hot_refresh_curve(q_new: torch.Tensor,
                       q_old: Optional[torch.Tensor] = None,
                       g_bict: Optional[torch.Tensor] = None,
                       exclude: Optional[torch.Tensor] = None,
-                      topk: Optional[int] = None) -> Dict:
+                      topk: Optional[int] = None,
+                      chunk_size: int = 1024) -> Dict:
     """The hot-refresh curve and the cross-model table.
 
     Args:
@@ -98,48 +99,67 @@ def hot_refresh_curve(q_new: torch.Tensor,
         g_old: (G, D_old), g_new: (G, D_new) gallery embeddings; g_bict: (G, D_new) psi(g_old), optional.
         q_labels, g_labels: class ids; order: backfill order (G,); fractions: f values in [0, 1].
         exclude: (Q, G) bool entries left out (leave-one-out); topk: AP@K.
+        chunk_size: queries scored at once (memory ~ chunk_size x G doubles per score matrix).
 
     Returns:
         dict(table={'mAP(new,old)': ..., 'mAP(old,old)': ..., 'mAP(new,new)': ..., ['mAP(new,bict)'],
         'top1(...)': ..., 'compatible': bool}, curves={'old': [row, ...], ['bict': [...]]}) where a row is
         dict(f, mAP, top1, NFR) (NFR is nan without q_old).
     """
-    s_no, s_nn = cosine_scores(q_new, g_old), cosine_scores(q_new, g_new)
-    base = dict(old=s_no)
-    if g_bict is not None:
-        base['bict'] = cosine_scores(q_new, g_bict)
-    valid = (q_labels[:, None] == g_labels[None, :])
-    valid = (valid & ~exclude if exclude is not None else valid).any(1)
+    num_g = g_old.shape[0]
+    order_t = torch.as_tensor(np.asarray(order), dtype=torch.long)
+    if sorted(order_t.tolist()) != list(range(num_g)):
+        raise ValueError(f'order must be a permutation of the {num_g} gallery items')
+    for f in fractions:
+        if not 0.0 <= float(f) <= 1.0:
+            raise ValueError(f'fractions must lie in [0, 1], got {f}')
+    masks = []
+    for f in fractions:
+        mask = torch.zeros(num_g, dtype=torch.bool)
+        mask[order_t[:int(round(float(f) * num_g))]] = True
+        masks.append(mask)
+    kinds = ['old'] + (['bict'] if g_bict is not None else [])
+    pair_names = ['new,old', 'new,new'] + (['new,bict'] if g_bict is not None else []) + (
+        ['old,old'] if q_old is not None else [])
+    pair_res: Dict[str, List] = {name: [] for name in pair_names}
+    curve_res: Dict[str, List[List]] = {kind: [[] for _ in fractions] for kind in kinds}
+    valid_parts = []
+    for lo in range(0, q_new.shape[0], chunk_size):
+        sl = slice(lo, lo + chunk_size)
+        ql, ex = q_labels[sl], None if exclude is None else exclude[sl]
+        scores = {'new,old': cosine_scores(q_new[sl], g_old), 'new,new': cosine_scores(q_new[sl], g_new)}
+        if g_bict is not None:
+            scores['new,bict'] = cosine_scores(q_new[sl], g_bict)
+        if q_old is not None:
+            scores['old,old'] = cosine_scores(q_old[sl], g_old)
+        for name in pair_names:
+            pair_res[name].append(ranking_metrics(scores[name], ql, g_labels, ex, topk))
+        valid_parts.append(pair_res['new,old'][-1]['valid'])
+        for kind in kinds:
+            base = scores['new,old' if kind == 'old' else 'new,bict']
+            for k, mask in enumerate(masks):
+                curve_res[kind][k].append(
+                    ranking_metrics(torch.where(mask[None, :], scores['new,new'], base), ql, g_labels, ex,
+                                    topk))
+    valid = torch.cat(valid_parts)
 
-    def run(scores):
-        return ranking_metrics(scores, q_labels, g_labels, exclude, topk)
+    def cat(parts, key):
+        return torch.cat([p[key] for p in parts])
 
-    table, res = {}, {}
-    pairs = dict([('new,old', s_no), ('new,new', s_nn)] + ([('new,bict', base['bict'])] if 'bict' in base
-                                                           else []))
-    if q_old is not None:
-        pairs['old,old'] = cosine_scores(q_old, g_old)
-    for name, s in pairs.items():
-        res[name] = run(s)
-        table[f'mAP({name})'] = _mean(res[name]['ap'], valid)
-        table[f'top1({name})'] = _mean(res[name]['top1'], valid)
-    old_ok = res['old,old']['top1'] if q_old is not None else None
+    table = {}
+    for name in pair_names:
+        table[f'mAP({name})'] = _mean(cat(pair_res[name], 'ap'), valid)
+        table[f'top1({name})'] = _mean(cat(pair_res[name], 'top1'), valid)
+    old_ok = cat(pair_res['old,old'], 'top1') if q_old is not None else None
     if q_old is not None:
         table['compatible'] = table['mAP(new,old)'] > table['mAP(old,old)']
-    order_t = torch.as_tensor(np.asarray(order), dtype=torch.long)
-    if sorted(order_t.tolist()) != list(range(g_old.shape[0])):
-        raise ValueError(f'order must be a permutation of the {g_old.shape[0]} gallery items')
     curves = {}
-    for kind, s0 in base.items():
+    for kind in kinds:
         rows = []
-        for f in fractions:
-            if not 0.0 <= float(f) <= 1.0:
-                raise ValueError(f'fractions must lie in [0, 1], got {f}')
-            mask = torch.zeros(g_old.shape[0], dtype=torch.bool)
-            mask[order_t[:int(round(float(f) * g_old.shape[0]))]] = True
-            r = run(torch.where(mask[None, :], s_nn, s0))
-            nfr = (_mean(old_ok & ~r['top1'], valid) if old_ok is not None else float('nan'))
-            rows.append(dict(f=float(f), mAP=_mean(r['ap'], valid), top1=_mean(r['top1'], valid), NFR=nfr))
+        for f, parts in zip(fractions, curve_res[kind]):
+            top1 = cat(parts, 'top1')
+            nfr = _mean(old_ok & ~top1, valid) if old_ok is not None else float('nan')
+            rows.append(dict(f=float(f), mAP=_mean(cat(parts, 'ap'), valid), top1=_mean(top1, valid), NFR=nfr))
         curves[kind] = rows
     return dict(table=table, curves=curves)
 
@@ -197,7 +217,10 @@ class HotRefreshMetric(BaseMetric):
         order: backfill order ('random', 'entropy', 'least_confidence', 'margin', 'sequential').
         seed: seed of the random order.
         topk: AP@K (None: full ranking).
-        plot_file: PNG path of the plot; relative paths are put next to the runner's log file; None: no plot.
+        num_queries: use only a seeded random subset of this many items as queries (the gallery stays
+            complete); for large evaluation sets. None: every item is a query.
+        plot_file: PNG path of the plot (needs matplotlib; skipped with a warning without it); relative
+            paths are put next to the runner's log file; None: no plot.
         collect_device, prefix: see ``BaseMetric``.
     """
     default_prefix = 'hot_refresh'
@@ -207,6 +230,7 @@ class HotRefreshMetric(BaseMetric):
                  order: str = 'random',
                  seed: int = 0,
                  topk: Optional[int] = None,
+                 num_queries: Optional[int] = None,
                  plot_file: Optional[str] = 'hot_refresh.png',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
@@ -219,6 +243,7 @@ class HotRefreshMetric(BaseMetric):
         if topk is not None and (not isinstance(topk, int) or topk < 1):
             raise ValueError(f'HotRefreshMetric: topk must be a positive int or None, got {topk!r}')
         self.order, self.seed, self.topk, self.plot_file = order, seed, topk, plot_file
+        self.num_queries = num_queries
         self.last_result: Optional[Dict] = None
         self.last_plot: Optional[str] = None
 
@@ -245,17 +270,20 @@ class HotRefreshMetric(BaseMetric):
         isq = torch.tensor([r['is_query'] for r in results])
         if isq.all():   # leave-one-out
             q_idx, g_idx = torch.arange(len(results)), torch.arange(len(results))
-            exclude = torch.eye(len(results), dtype=torch.bool)
         else:
-            q_idx, g_idx, exclude = isq.nonzero()[:, 0], (~isq).nonzero()[:, 0], None
+            q_idx, g_idx = isq.nonzero()[:, 0], (~isq).nonzero()[:, 0]
+        if self.num_queries is not None and self.num_queries < len(q_idx):
+            pick = np.sort(np.random.default_rng(self.seed).choice(len(q_idx), self.num_queries, replace=False))
+            q_idx = q_idx[torch.as_tensor(pick)]
+        exclude = q_idx[:, None] == g_idx[None, :]   # a query never retrieves itself
         logits = (torch.stack([results[i]['old_logits'] for i in g_idx])
                   if all('old_logits' in r for r in results) else None)
         g_bict = (torch.stack([results[i]['bict_emb'] for i in g_idx])
                   if all('bict_emb' in r for r in results) else None)
         order = backfill_order(len(g_idx), self.order, logits, self.seed)
         res = hot_refresh_curve(new[q_idx], old[g_idx], new[g_idx], labels[q_idx], labels[g_idx], order,
-                                self.fractions, q_old=old[q_idx], g_bict=g_bict, exclude=exclude,
-                                topk=self.topk)
+                                self.fractions, q_old=old[q_idx], g_bict=g_bict,
+                                exclude=exclude if exclude.any() else None, topk=self.topk)
         self.last_result = res
         logger = MMLogger.get_current_instance()
         logger.info(f'hot-refresh evaluation ({self.order} backfill order, {len(q_idx)} queries, '
@@ -265,8 +293,11 @@ class HotRefreshMetric(BaseMetric):
             log_file = getattr(logger, 'log_file', None)
             if not osp.isabs(path) and log_file:
                 path = osp.join(osp.dirname(log_file), path)
-            self.last_plot = plot_hot_refresh(res, path)
-            logger.info(f'hot-refresh plot written to {self.last_plot}')
+            try:
+                self.last_plot = plot_hot_refresh(res, path)
+                logger.info(f'hot-refresh plot written to {self.last_plot}')
+            except ImportError as err:   # the numbers do not need matplotlib
+                logger.warning(f'hot-refresh plot skipped: {err}')
         out = {}
         for key, val in res['table'].items():
             out[key.replace('(', '_').replace(',', '_').replace(')', '')] = float(val)

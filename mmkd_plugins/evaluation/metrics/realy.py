@@ -91,6 +91,7 @@ class REALYMetric(BaseMetric):
         if missing:
             raise KeyError(f'REALYMetric: sample {img_id} lacks {missing} (expected from the model output '
                            'or the REALYDataset sample)')
+        pred = self.template.check_prediction(_numpy(get['pred_vertices']), f'prediction {img_id}')
         if get['pred_faces'] is not None:
             faces = _numpy(get['pred_faces'])
             if faces.shape != self.template.faces.shape or not np.array_equal(faces, self.template.faces):
@@ -98,7 +99,7 @@ class REALYMetric(BaseMetric):
                                  f'the template {self.template.name} {self.template.faces.shape}: it is not '
                                  'in the template topology (save meshes without re-processing them)')
         scans = {r: (_numpy(v), _numpy(f).astype(np.int64)) for r, (v, f) in get['region_scans'].items()}
-        res = evaluate_prediction(_numpy(get['pred_vertices']), self.template, _numpy(get['gt_keypoints']),
+        res = evaluate_prediction(pred, self.template, _numpy(get['gt_keypoints']),
                                   scans, scale=float(get['metric_scale']), regions=self.regions,
                                   icp_cfg=self.icp_cfg, nicp_cfg=self.nicp_cfg,
                                   return_details=self.error_map_dir is not None, name=f'prediction {img_id}')

@@ -12,7 +12,7 @@ Replicating a keypoint pair k times is a weight of k in the Kabsch fit, which is
 The prediction's surface index is built once; the moving prediction is handled by querying with the
 scan points mapped into the prediction's original frame.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 

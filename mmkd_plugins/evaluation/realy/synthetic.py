@@ -41,7 +41,7 @@ FEATURES = np.array([
 REGION_BOXES = {
     'nose': (0.0, 0.22, -0.30, 0.32),
     'mouth': (0.0, 0.38, -0.72, -0.32),
-    'forehead': (0.0, 0.75, 0.12, 0.95),
+    'forehead': (0.0, 0.65, 0.12, 0.85),
     'cheek': (0.25, 0.85, -0.45, 0.10),
 }
 
@@ -226,3 +226,33 @@ def write_benchmark(root: str,
     return dict(identities=identities, scales=scales, template_res=template_res,
                 template_obj=osp.join(root, 'template', 'template.obj'),
                 template_keypoints=osp.join(root, 'template', 'template.txt'))
+
+
+def write_predictions(pred_dir: str, info: Dict, views: int = 1, seed: int = 0,
+                      vertex_offsets: Optional[Dict[int, np.ndarray]] = None) -> Dict[str, Tuple]:
+    """Write 'perfect' predictions ``<subject>_<view>.obj`` (the subject's true face in the template
+    topology of :func:`write_benchmark`), each in a random similarity frame.
+
+    Args:
+        pred_dir: output folder.
+        info: what :func:`write_benchmark` returned.
+        views: predictions per subject.
+        seed: seed of the random frames.
+        vertex_offsets: optional ``{subject: (N, 3)}`` displacement added in the scan frame before the
+            random frame (to make imperfect predictions with a known change).
+
+    Returns:
+        ``{image name: (s, R, t)}`` of the frames used.
+    """
+    _, faces, _ = grid_mesh(*info['template_res'])
+    frames = {}
+    for sid, ident in sorted(info['identities'].items()):
+        verts = template_vertices(*info['template_res'], ident)
+        if vertex_offsets is not None and sid in vertex_offsets:
+            verts = verts + vertex_offsets[sid]
+        for view in range(views):
+            s, rot, t = random_similarity(seed * 7919 + sid * 31 + view)
+            name = f'{sid}_{view}'
+            write_obj(osp.join(pred_dir, name + '.obj'), s * verts @ rot.T + t, faces)
+            frames[name] = (s, rot, t)
+    return frames

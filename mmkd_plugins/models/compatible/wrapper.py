@@ -136,6 +136,11 @@ class BiCTTransformStudent(BaseModel):
         self.old_model = old
         self.transformation = MODELS.build(transformation)
 
+    def init_weights(self) -> None:
+        """Initialise psi only: the old model keeps its checkpoint weights."""
+        if hasattr(self.transformation, 'init_weights'):
+            self.transformation.init_weights()
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.old_model.eval()

@@ -17,7 +17,8 @@ def inverse_time_factor(step: int, decay: float) -> float:
 
 @PARAM_SCHEDULERS.register_module()
 class InverseTimeParamScheduler(_ParamScheduler):
-    """Decay a parameter as ``v_k = v_0 / (1 + decay * k)``, ``k`` = steps since ``begin``.
+    """Decay a parameter as ``v_k = v_0 / (1 + decay * k)``, ``k`` = steps since ``begin``
+    (mmengine counts ``last_step`` inside ``[begin, end)`` only).
 
     Implemented in chainable form (``v_k = v_{k-1} (1 + decay (k-1)) / (1 + decay k)``) so it
     composes with other schedulers like mmengine's own.
@@ -45,7 +46,7 @@ class InverseTimeParamScheduler(_ParamScheduler):
                          last_step=last_step, by_epoch=by_epoch, verbose=verbose)
 
     def _get_value(self) -> list:
-        k = self.last_step - self.begin
+        k = self.last_step  # steps taken inside [begin, end)
         if k <= 0:
             return [group[self.param_name] for group in self.optimizer.param_groups]
         ratio = inverse_time_factor(k, self.decay) / inverse_time_factor(k - 1, self.decay)

@@ -20,7 +20,22 @@ from torch import Tensor
 from ..connectors.vitkd import (ViTKDGenerationConnector, ViTKDMimicConnector,
                                 tokens_to_grid)
 
-__all__ = ['vit_patch_tokens', 'vitkd_mimic_loss', 'vitkd_generation_loss', 'ViTKDLoss']
+__all__ = ['vit_patch_tokens', 'vitkd_mimic_loss', 'vitkd_generation_loss', 'vitkd_taps',
+           'ViTKDLoss']
+
+
+def vitkd_taps(num_low_layers: int = 2, with_logits: bool = False) -> Dict[str, str]:
+    """Distiller taps of an mmpretrain ``ImageClassifier`` with a ``VisionTransformer``/``DeiT3``.
+
+    ``low<i>`` -> ``backbone.layers.<i>`` (block outputs), ``high`` -> ``backbone.ln1`` (last block
+    after the final norm) and, with ``with_logits``, ``logits`` -> ``head.layers.head``
+    (``VisionTransformerClsHead``). The same dict serves as ``student_taps`` and ``teacher_taps``.
+    """
+    taps = {f'low{i}': f'backbone.layers.{i}' for i in range(num_low_layers)}
+    taps['high'] = 'backbone.ln1'
+    if with_logits:
+        taps['logits'] = 'head.layers.head'
+    return taps
 
 
 def vit_patch_tokens(x: Tensor,

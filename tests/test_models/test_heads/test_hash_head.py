@@ -89,3 +89,18 @@ def test_predict_packs_sign_codes():
     fresh = head.predict(feats)
     assert len(fresh) == 4
     np.testing.assert_array_equal(np.stack([ds.pred_hash_bits.numpy() for ds in fresh]), expected)
+
+
+def test_mlp_init_cfg_loads_alexnet_style_classifier(tmp_path):
+    # a torchvision-AlexNet-like checkpoint: classifier.1 / classifier.4 are fc6 / fc7
+    ckpt = {'classifier.1.weight': torch.randn(10, 12), 'classifier.1.bias': torch.randn(10),
+            'classifier.4.weight': torch.randn(10, 10), 'classifier.4.bias': torch.randn(10),
+            'features.0.weight': torch.randn(2, 3, 1, 1)}
+    torch.save(ckpt, tmp_path / 'alexnet.pth')
+    head = HashHead(hash_bits=12, in_channels=12, num_classes=3, hidden_channels=(10, 10), dropout=0.5,
+                    mlp_init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'alexnet.pth'),
+                                      prefix='classifier.'))
+    head.init_weights()
+    assert torch.equal(head.mlp[1].weight, ckpt['classifier.1.weight'])
+    assert torch.equal(head.mlp[4].bias, ckpt['classifier.4.bias'])
+    assert float(head.hash_layer.weight.detach().std()) == pytest.approx(0.01, rel=0.5)  # Normal init

@@ -1,4 +1,4 @@
-"""ViTKD loss: loop re-computation, masked-only generation, prefix tokens, grid errors, gradients."""
+"""ViTKD loss: loop re-computation, masked-only generation, prefix tokens, grid errors, grads."""
 import pytest
 import torch
 
@@ -185,3 +185,47 @@ def test_vitkd_distilled_deit_prefix_tokens(gen):
     loss = ViTKDLoss(6, 8, num_low_layers=0, student_prefix_tokens=2, teacher_prefix_tokens=1)
     out = loss(torch.randn(2, 18, 6), torch.randn(2, 17, 8))
     assert out['loss_vitkd_gen'].ndim == 0
+
+
+@pytest.mark.parametrize('backbone', ['VisionTransformer', 'DeiT3'])
+def test_vitkd_taps_on_mmpretrain_vits(backbone):
+    """The documented taps exist in mmpretrain ViT/DeiT3 classifiers and record (B, 1 + L, D)."""
+    pytest.importorskip('mmpretrain')
+    from mmengine.registry import MODELS, init_default_scope
+
+    from mmkd_plugins.models.losses import vitkd_taps
+    init_default_scope('mmpretrain')
+    arch = dict(embed_dims=16, num_layers=3, num_heads=2, feedforward_channels=32)
+    model = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type=backbone, arch=arch, img_size=32, patch_size=8),
+        head=dict(type='VisionTransformerClsHead', num_classes=5, in_channels=16)))
+    taps = vitkd_taps(2, with_logits=True)
+    assert taps == dict(low0='backbone.layers.0', low1='backbone.layers.1',
+                        high='backbone.ln1', logits='head.layers.head')
+    seen = {}
+    for name, path in taps.items():
+        model.get_submodule(path).register_forward_hook(
+            lambda m, a, out, name=name: seen.__setitem__(name, out))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32), mode='tensor')
+    for name in ('low0', 'low1', 'high'):
+        assert seen[name].shape == (2, 1 + 16, 16), name
+    assert seen['logits'].shape == (2, 5)
+    loss = ViTKDLoss(16, 16)
+    out = loss(seen['high'], seen['high'], student_low=[seen['low0'], seen['low1']],
+               teacher_low=[seen['low0'], seen['low1']])
+    assert torch.isfinite(out['loss_vitkd_gen'])
+
+
+def test_low_precision_features_accumulate_in_float32(gen):
+    """fp16/bf16 features (AMP) are summed in float32: no overflow of the squared-error sum."""
+    s = (torch.randn(2, 16, 8, generator=gen) * 200).to(torch.float16)
+    t = torch.zeros(2, 16, 8, dtype=torch.float16)
+    loss = vitkd_mimic_loss(s, t, alpha=1.0)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    ref = (s.float()**2).sum() / 2
+    assert torch.allclose(loss, ref, rtol=1e-6)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    gen_loss = vitkd_generation_loss(s.to(torch.bfloat16), t.to(torch.bfloat16), mask, 1.0, 0.5)
+    assert gen_loss.dtype == torch.float32 and torch.isfinite(gen_loss)

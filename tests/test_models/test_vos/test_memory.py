@@ -7,6 +7,12 @@ import torch
 from mmkd_plugins.models.vos.memory import (GrowingMemory, SWEMMemory, em_e_step, em_m_step, em_masks,
                                             em_w_step, init_bases, memory_readout,
                                             permutation_invariant_feature, weighted_em)
+from tests.test_models.test_vos.vos_helpers import single_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()
 
 
 def _unit(v):

@@ -5,7 +5,6 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.registry import MODELS
 from mmengine.runner import Runner
 from mmengine.structures import BaseDataElement
@@ -14,7 +13,12 @@ from mmkd_plugins.datasets.vos import synthesize_moving_shapes
 from mmkd_plugins.models.vos.losses import (VOSBootstrappedCELoss, VOSIoULoss, bootstrapped_cross_entropy,
                                             soft_iou_loss, top_p_schedule)
 from mmkd_plugins.models.vos.networks import CBAM, soft_aggregate
-from tests.test_models.test_vos.vos_helpers import tiny_runner_cfg, tiny_swem_cfg
+from tests.test_models.test_vos.vos_helpers import single_thread, tiny_runner_cfg, tiny_swem_cfg
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()
 
 
 # ---------------------------------------------------------------- losses

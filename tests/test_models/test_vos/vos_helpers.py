@@ -40,3 +40,13 @@ def tiny_runner_cfg(data_root: str, work_dir: str, max_iters: int = 3, model: di
         log_processor=dict(by_epoch=False),
         randomness=dict(seed=0),
         log_level='WARNING')
+
+
+def single_thread():
+    """Generator for an autouse fixture: run with one torch thread (the CI box has 2 shared cores, where
+    two OpenMP threads spin-wait and slow tiny convolutions down by orders of magnitude)."""
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -1,4 +1,5 @@
-# MS-COCO, 80 classes (train / query / database lists, mAP@5000): list files under data/coco/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
+# MS-COCO, 80 classes (train / query / database lists, mAP@5000): list files under data/coco/
+# (format: mmkd_plugins/datasets/multilabel_hashing.py).
 # List files train.txt / test.txt / database.txt as in the public code.
 dataset_type = 'COCOHashing'
 data_root = 'data/coco/'

@@ -1,4 +1,5 @@
-# MIRFlickr-25k (1000 query / 4000 train / rest database, mAP@1000): list files under data/flickr25k/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
+# MIRFlickr-25k (1000 query / 4000 train / rest database, mAP@1000): list files under
+# data/flickr25k/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
 # The official HyP2 code uses the 38 label columns (24 potential + 14 relevant).
 dataset_type = 'Flickr25kHashing'
 data_root = 'data/flickr25k/'

@@ -1,4 +1,5 @@
-# NUS-WIDE, 21 most frequent concepts (10500 train / 2100 query, mAP@5000): list files under data/nus_wide/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
+# NUS-WIDE, 21 most frequent concepts (10500 train / 2100 query, mAP@5000): list files under
+# data/nus_wide/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
 # List files train.txt / test.txt / database.txt as in the public code.
 dataset_type = 'NUSWIDEHashing'
 data_root = 'data/nus_wide/'

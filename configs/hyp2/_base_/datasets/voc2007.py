@@ -1,4 +1,5 @@
-# PASCAL VOC 2007 (train = db = trainval, query = test, mAP@5011 = whole db): list files under data/VOCdevkit/VOC2007/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
+# PASCAL VOC 2007 (train = db = trainval, query = test, mAP@5011 = whole db): list files under
+# data/VOCdevkit/VOC2007/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
 # Make the lists with mmkd_plugins.datasets.multilabel_hashing.voc_hashing_list.
 dataset_type = 'VOC2007Hashing'
 data_root = 'data/VOCdevkit/VOC2007/'

@@ -1,4 +1,5 @@
-# PASCAL VOC 2012 (train = db = train, query = val, mAP@5717 = whole db): list files under data/VOCdevkit/VOC2012/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
+# PASCAL VOC 2012 (train = db = train, query = val, mAP@5717 = whole db): list files under
+# data/VOCdevkit/VOC2012/ (format: mmkd_plugins/datasets/multilabel_hashing.py).
 # Make the lists with mmkd_plugins.datasets.multilabel_hashing.voc_hashing_list.
 dataset_type = 'VOC2012Hashing'
 data_root = 'data/VOCdevkit/VOC2012/'

@@ -1,0 +1,82 @@
+# SWEM main stage (arXiv 2208.10128): DAVIS-2017 train + YouTube-VOS-2019 train (DAVIS repeated 5x),
+# 3-frame clips, <= 2 objects, 384x384 crops, frame-skip curriculum, AdamW 2e-5, 150k iterations
+# (x0.1 at 125k), total batch 8 (8 GPUs x 1 clip), frozen BN. Evaluated on DAVIS-2017 val (480p).
+# No upstream OpenMMLab config exists for VOS, so this file is self-contained.
+custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+
+frozen_bn = dict(type='BN', requires_grad=False)
+model = dict(
+    type='SWEM',
+    data_preprocessor=dict(type='VOSDataPreprocessor', mean=(123.675, 116.28, 103.53),
+                           std=(58.395, 57.12, 57.375)),
+    # key encoder: ResNet-50 up to layer3 -> strides 4 (256 ch), 8 (512), 16 (1024)
+    key_backbone=dict(type='mmpretrain.ResNet', depth=50, num_stages=3, strides=(1, 2, 2),
+                      dilations=(1, 1, 1), out_indices=(0, 1, 2), norm_cfg=frozen_bn, norm_eval=True,
+                      init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+    # value encoder: ResNet-18 with 5 input channels (RGB, own mask, others) up to layer3 (256 ch);
+    # the 2 extra input channels of conv1 are not in the ImageNet weights (loaded with a warning)
+    value_backbone=dict(type='mmpretrain.ResNet', depth=18, in_channels=5, num_stages=3,
+                        strides=(1, 2, 2), dilations=(1, 1, 1), out_indices=(2, ), norm_cfg=frozen_bn,
+                        norm_eval=True,
+                        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18')),
+    key_channels=(1024, 512, 256),
+    value_backbone_channels=256,
+    key_dim=128,
+    value_dim=512,
+    decoder_channels=256,
+    memory=dict(type='SWEMMemory', num_bases=128, num_iters=4, tau=0.05, top_l=64),
+    loss_ce=dict(type='VOSBootstrappedCELoss', start_iter=20000, end_iter=70000, p_start=1.0,
+                 p_end=0.3, loss_weight=1.0),
+    loss_iou=dict(type='VOSIoULoss', loss_weight=1.0))
+
+davis_root = 'data/DAVIS'  # JPEGImages/480p, Annotations/480p, ImageSets/2017
+ytvos_root = 'data/YouTube-VOS-2019'  # train/JPEGImages, train/Annotations, train/meta.json
+clip_cfg = dict(num_frames=3, max_objects=2, crop_size=(384, 384), crop_scale=(0.36, 1.0),
+                flip_prob=0.5, max_skip=10)
+davis_train = dict(type='VOSDataset', data_root=davis_root, layout='davis', split='train', year='2017',
+                   **clip_cfg)
+ytvos_train = dict(type='VOSDataset', data_root=ytvos_root, layout='youtube', split='train',
+                   **clip_cfg)
+train_dataloader = dict(
+    batch_size=1,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(type='ConcatDataset',
+                 datasets=[ytvos_train, dict(type='RepeatDataset', times=5, dataset=davis_train)]))
+
+davis_val = dict(type='VOSDataset', data_root=davis_root, layout='davis', split='val', year='2017',
+                 test_mode=True, test_short_side=480)
+val_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False),
+                      collate_fn=dict(type='pseudo_collate'), dataset=davis_val)
+test_dataloader = val_dataloader
+val_evaluator = dict(type='DAVISMetric')
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=150000, val_interval=10000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-5, weight_decay=5e-4))
+param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[125000], gamma=0.1)]
+auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+# frame-skip curriculum: max gap 10 -> 15 (10% of training) -> 5 (30%) -> 5 (80%)
+custom_hooks = [dict(type='VOSFrameSkipHook', milestones=(0.1, 0.3, 0.8), max_skips=(10, 15, 5, 5))]
+
+default_scope = None
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=3,
+                    save_best='davis/J&F-Mean', rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='nccl'))
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=None)
