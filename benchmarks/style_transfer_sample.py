@@ -8,6 +8,8 @@ benchmarks/results/style_transfer_sample.md plus a content | style | result grid
     python benchmarks/style_transfer_sample.py [--iters 40] [--width 0.25]
 """
 import argparse
+import glob
+import json
 import os
 import os.path as osp
 import sys
@@ -47,7 +49,8 @@ def run(config, data_root, work_dir, iters, width, crop):
         'val_dataloader.dataset.data_root': data_root,
         'val_dataloader.dataset.pipeline': test_pipe,
         'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
-        'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 50,
+        'default_hooks.checkpoint.interval': iters,
+        'default_hooks.logger.interval': max(1, iters // 8), 'log_processor.window_size': 1,
         'randomness': dict(seed=0), 'work_dir': work_dir,
     }
     if 'contrastive' in config:
@@ -57,7 +60,13 @@ def run(config, data_root, work_dir, iters, width, crop):
     start = time.time()
     runner.train()
     metrics = runner.test()
-    return metrics, time.time() - start, osp.join(work_dir, f'iter_{iters}.pth'), cfg
+    secs = time.time() - start
+    scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))[0]
+    with open(scalars) as f:
+        logged = [json.loads(line) for line in f if 'loss_style' in line]
+    metrics['train_loss_style'] = (logged[0]['loss_style'], logged[-1]['loss_style'],
+                                   logged[0]['iter'], logged[-1]['iter'])
+    return metrics, secs, osp.join(work_dir, f'iter_{iters}.pth'), cfg
 
 
 def main():
@@ -97,12 +106,17 @@ def main():
         '| config | encoder | content loss | style loss | same-style dist | diff-style dist '
         '| triplet acc | train+test s |', '|---|---|---|---|---|---|---|---|'
     ]
+    train_lines = ['', '| config | training loss_style (10 x style loss), first -> last logged '
+                   'iteration |', '|---|---|']
     for name, (metrics, secs) in rows.items():
         encs = sorted({k.split('/')[1] for k in metrics if k.startswith('style/')})
         for enc in encs:
             vals = [metrics[f'style/{enc}/{k}'] for k in KEYS]
             lines.append(f'| {name} | {enc} | ' + ' | '.join(f'{v:.4g}' for v in vals) +
                          f' | {secs:.0f} |')
+        first, last, i0, i1 = metrics['train_loss_style']
+        train_lines.append(f'| {name} | {first:.4g} (iter {i0}) -> {last:.4g} (iter {i1}) |')
+    lines += train_lines
     lines += ['', 'Grids (content | style | result): ' + ', '.join(
         f'`style_transfer_sample_{osp.splitext(c)[0]}.png`' for c in CONFIGS), '']
     with open(osp.join(out_dir, 'style_transfer_sample.md'), 'w') as f:

@@ -136,6 +136,7 @@ def main(argv=None):
         checkpoints.append(args.frames)
     device_desc = (torch.cuda.get_device_name(0) if args.device.startswith('cuda')
                    else f'CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s))')
+    time_label = 'ms/frame' if args.device.startswith('cuda') else 'CPU ms/frame (wall ms)'
     lines = [
         '# SWEM memory benchmark: per-frame cost vs. frame index',
         '',
@@ -152,7 +153,7 @@ def main(argv=None):
            'CPU time of the process (the machine is shared, so wall time is noisy; it is given too)')
         + '; memory = bytes of the memory state after the frame.',
         '',
-        '| frame | ' + ' | '.join(f'{n} ms/frame (wall) | {n} memory (KiB)' for n in results) + ' |',
+        '| frame | ' + ' | '.join(f'{n} {time_label} | {n} memory (KiB)' for n in results) + ' |',
         '|---:|' + '---:|---:|' * len(results),
     ]
     for c in checkpoints:

@@ -118,8 +118,8 @@ def main(argv=None):
     loader = build_split_dataloader(cfg, args.split)
     files = backfill_gallery(model, loader, args.gallery, args.out_dir, args.order, args.steps, args.seed,
                              progress=not args.no_progress)
-    print(f'backfilled in {len(files)} steps ({args.order} order): {osp.join(args.out_dir, "schedule.json")}, '
-          f'{files[-1]}')
+    print(f'backfilled in {len(files)} steps ({args.order} order): '
+          f'{osp.join(args.out_dir, "schedule.json")}, {files[-1]}')
     return files
 
 

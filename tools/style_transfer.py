@@ -116,6 +116,7 @@ def stylize_folder(model,
                    grid_max_rows: int = 32) -> List[str]:
     """Stylise every content image with every style image; return the written result paths."""
     from mmengine.utils import ProgressBar
+    from PIL import Image
 
     from mmkd_plugins.datasets.unpaired_style import scan_images
     contents, styles = scan_images(content), scan_images(style)
@@ -136,7 +137,6 @@ def stylize_folder(model,
             name = (f'{osp.splitext(osp.basename(c_path))[0]}_'
                     f'{osp.splitext(osp.basename(s_path))[0]}.png')
             path = osp.join(out_dir, name)
-            from PIL import Image
             Image.fromarray(r_img).save(path)
             outputs.append(path)
             if len(rows) < grid_max_rows:
@@ -144,7 +144,6 @@ def stylize_folder(model,
             bar.update()
     sys.stdout.write('\n')
     if grid:
-        from PIL import Image
         Image.fromarray(make_grid(rows, grid_cell)).save(osp.join(out_dir, grid))
     return outputs
 

@@ -21,3 +21,4 @@ val_evaluator = [
     dict(type='HotRefreshMetric', fractions=11, order='entropy', plot_file='hot_refresh.png')
 ]
 test_evaluator = val_evaluator
+log_level = 'INFO'   # the hot-refresh table is logged at INFO

@@ -23,5 +23,7 @@ model = dict(
     distill_losses=dict(loss_bict=dict(type='BiCTTransformLoss', kind='mse', loss_weight=1.0,
                                        inputs=dict(pred='student.upgraded', target='teacher.emb'))))
 optim_wrapper = dict(_delete_=True, optimizer=dict(type='Adam', lr=5e-4))
-val_evaluator = dict(_delete_=True, type='HotRefreshMetric', fractions=11, order='entropy', plot_file='hot_refresh.png')
+val_evaluator = dict(_delete_=True, type='HotRefreshMetric', fractions=11, order='entropy',
+                     plot_file='hot_refresh.png')
 test_evaluator = val_evaluator
+log_level = 'INFO'   # the hot-refresh table is logged at INFO

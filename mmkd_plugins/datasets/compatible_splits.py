@@ -16,7 +16,7 @@ follow: an old classifier with C_old outputs then "knows" exactly labels < C_old
 scenarios every class is old (the identity map). Everything is seeded and checked (test disjoint from both
 training sets; open-* disjoint; extended-* nested; class sets as stated).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 from mmengine.registry import DATASETS

@@ -267,7 +267,6 @@ def default_pipeline(scale: Optional[int], crop_size: Optional[int],
     ]
 
 
-
 #: scikit-image sample images bundled in its wheel (no download): photos as contents, scientific
 #: images / a colour wheel / a texture as styles.
 SKIMAGE_CONTENTS = ('astronaut', 'coffee', 'chelsea', 'rocket')

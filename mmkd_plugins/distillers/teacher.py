@@ -8,7 +8,25 @@ import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODELS
 
+from ..utils import require
 from ..utils.checkpoint_compat import load_local_checkpoint
+
+
+def resolve_config_path(path: str) -> str:
+    """``'mmdet::retinanet/x.py'`` -> the file inside the installed package's ``.mim/configs``.
+
+    Plain paths are returned unchanged. Nothing is installed or downloaded.
+    """
+    if '::' not in path:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'config file not found: {path}')
+        return path
+    package, rel = path.split('::', 1)
+    module = require(package, f'the config {path}')
+    full = osp.join(osp.dirname(module.__file__), '.mim', 'configs', rel)
+    if not osp.isfile(full):
+        raise FileNotFoundError(f'{path}: {package} has no config "{rel}" (looked for {full})')
+    return full
 
 
 def load_model_config(cfg: Union[str, dict, Config]) -> Dict[str, Any]:
@@ -20,7 +38,7 @@ def load_model_config(cfg: Union[str, dict, Config]) -> Dict[str, Any]:
     """
     if isinstance(cfg, (dict, ConfigDict)) and not isinstance(cfg, Config):
         return copy.deepcopy(dict(cfg))
-    file_cfg = cfg if isinstance(cfg, Config) else Config.fromfile(cfg)
+    file_cfg = cfg if isinstance(cfg, Config) else Config.fromfile(resolve_config_path(cfg))
     if 'model' not in file_cfg:
         raise KeyError(f'config {cfg!r} has no "model" field')
     model = copy.deepcopy(file_cfg.model.to_dict() if hasattr(file_cfg.model, 'to_dict')

@@ -53,7 +53,8 @@ def test_checks_catch_broken_splits():
         check_compatible_splits(LABELS, 'open-data', bad)
     sp = build_compatible_splits(LABELS, 'extended-class', seed=0)
     with pytest.raises(ValueError, match='missing from the new set'):
-        check_compatible_splits(LABELS, 'extended-class', dict(sp, new=np.setdiff1d(sp['new'], sp['old'][:1])))
+        check_compatible_splits(LABELS, 'extended-class',
+                                dict(sp, new=np.setdiff1d(sp['new'], sp['old'][:1])))
     with pytest.raises(ValueError, match='scenario must be one of'):
         build_compatible_splits(LABELS, 'closed-class')
     with pytest.raises(ValueError, match='old_class_ratio must be in'):

@@ -21,8 +21,8 @@ def folders(tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(content / 'a.png')
     Image.fromarray(rng.integers(0, 255, (50, 30, 3), dtype=np.uint8)).save(content / 'b.jpg')
-    Image.fromarray(rng.integers(0, 255, (36, 36), dtype=np.uint8)).save(content / 'sub' /
-                                                                          'c.png')  # grey
+    grey = rng.integers(0, 255, (36, 36), dtype=np.uint8)
+    Image.fromarray(grey).save(content / 'sub' / 'c.png')
     Image.fromarray(rng.integers(0, 255, (32, 48, 4), dtype=np.uint8)).save(style / 'x.png')
     Image.fromarray(rng.integers(0, 255, (64, 32, 3), dtype=np.uint8)).save(style / 'y.png')
     (style / 'notes.txt').write_text('not an image')
@@ -31,8 +31,8 @@ def folders(tmp_path):
 
 def test_scan_images(folders):
     paths = scan_images(os.path.join(folders, 'content'))
-    assert [os.path.relpath(p, folders) for p in paths] == ['content/a.png', 'content/b.jpg',
-                                                           'content/sub/c.png']
+    rel = [os.path.relpath(p, folders) for p in paths]
+    assert rel == ['content/a.png', 'content/b.jpg', 'content/sub/c.png']
     assert len(scan_images(os.path.join(folders, 'content'), recursive=False)) == 2
     assert scan_images(paths[0]) == [paths[0]]
     with pytest.raises(FileNotFoundError, match='does not exist'):
@@ -107,11 +107,10 @@ def test_errors(folders, tmp_path):
         UnpairedStyleDataset(os.path.join(folders, 'content'), str(empty))
     with pytest.raises(ValueError, match='must not exceed scale'):
         ResizeCropStylePair(scale=16, crop_size=32)
+    small = dict(content_img=np.zeros((32, 80, 3), np.uint8),
+                 style_img=np.zeros((80, 80, 3), np.uint8))
     with pytest.raises(ValueError, match='smaller than crop_size=64'):
-        ResizeCropStylePair(scale=None, crop_size=64)(dict(content_img=np.zeros((32, 80, 3),
-                                                                               np.uint8),
-                                                           style_img=np.zeros((80, 80, 3),
-                                                                              np.uint8)))
+        ResizeCropStylePair(scale=None, crop_size=64)(small)
     with pytest.raises(FileNotFoundError, match='does not exist'):
         LoadStylePair()(dict(content_path=str(tmp_path / 'x.png'), style_path='y'))
     bad = tmp_path / 'broken.png'

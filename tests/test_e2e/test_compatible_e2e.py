@@ -26,10 +26,9 @@ pytest.importorskip('sklearn')
 
 CFG = osp.join(REPO, 'configs', 'compatible')
 EPOCHS = 3
-SMALL = ['train_dataloader.dataset.dataset.max_samples=500', 'val_dataloader.dataset.dataset.max_samples=500',
-         'test_dataloader.dataset.dataset.max_samples=500', 'train_dataloader.batch_size=32',
-         f'train_cfg.max_epochs={EPOCHS}', f'train_cfg.val_interval={EPOCHS}',
-         f'default_hooks.checkpoint.interval={EPOCHS}', f'param_scheduler.T_max={EPOCHS}']
+SMALL = [f'{split}_dataloader.dataset.dataset.max_samples=500' for split in ('train', 'val', 'test')] + [
+    'train_dataloader.batch_size=32', f'train_cfg.max_epochs={EPOCHS}', f'train_cfg.val_interval={EPOCHS}',
+    f'default_hooks.checkpoint.interval={EPOCHS}', f'param_scheduler.T_max={EPOCHS}', 'log_level=WARNING']
 
 
 def train_and_test(config, work_dir, *options, hooks=()):
@@ -50,9 +49,9 @@ def runs(tmp_path_factory):
     out = dict(root=root)
     out['old'], _ = train_and_test('digits_old_model.py', root / 'old')
     # the old gallery (test split), with old-classifier logits for the entropy order
-    out['old_gallery'] = extract_embeddings.main([osp.join(CFG, 'digits_old_model.py'), out['old'],
-                                                  str(root / 'old_gallery.pth'), '--no-progress', '--cfg-options',
-                                                  *SMALL])
+    out['old_gallery'] = extract_embeddings.main([
+        osp.join(CFG, 'digits_old_model.py'), out['old'], str(root / 'old_gallery.pth'), '--no-progress',
+        '--cfg-options', *SMALL])
     old = f'model.teacher_ckpt={out["old"]}'
     backfill = dict(type='BackfillHook', gallery_file=out['old_gallery'], order='entropy', num_steps=4,
                     out_dir=str(root / 'backfill'))

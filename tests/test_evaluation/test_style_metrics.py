@@ -152,8 +152,8 @@ def test_metric_on_model_predictions():
                               encoder=dict(type='VGG19Encoder', width=0.125)))
     model.eval()
     g = torch.Generator().manual_seed(0)
-    contents, styles = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32,
-                                                                          generator=g)
+    contents = torch.rand(2, 3, 32, 32, generator=g)
+    styles = torch.rand(2, 3, 32, 32, generator=g)
     metric = StyleTransferMetric()
     for c in range(2):
         samples = [BaseDataElement(metainfo=dict(content_id=c, style_id=s)) for s in range(2)]

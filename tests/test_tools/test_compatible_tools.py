@@ -104,7 +104,7 @@ def test_backfill_run_in_entropy_order(files, tmp_path):
         assert (g['embeddings'][~done][:, 32:] == 0).all()
 
 
-def test_backfill_evaluate_aligns_rows_by_index(files, tmp_path):
+def test_backfill_evaluate_aligns_rows_by_index(files, tmp_path, capsys):
     new = load_embeddings(files['new'])
     perm = torch.randperm(30, generator=torch.Generator().manual_seed(0))
     shuffled = str(tmp_path / 'shuffled.pth')
@@ -115,6 +115,9 @@ def test_backfill_evaluate_aligns_rows_by_index(files, tmp_path):
     a = backfill_tool.main(args + ['--new-gallery', files['new']])
     b = backfill_tool.main(args + ['--new-gallery', shuffled])
     assert a['table'] == b['table'] and a['curves'] == b['curves']
+    printed = capsys.readouterr().out
+    assert 'hot-refresh, not-yet-backfilled rows = old' in printed
+    assert f"{a['table']['mAP(new,old)']:.4f}" in printed
     # f = 1 with the new gallery: the new-new number; f = 0: the new-old number
     assert a['curves']['old'][-1]['mAP'] == pytest.approx(a['table']['mAP(new,new)'])
     assert a['curves']['old'][0]['mAP'] == pytest.approx(a['table']['mAP(new,old)'])

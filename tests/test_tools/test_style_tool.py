@@ -30,12 +30,10 @@ def setup(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / 'content').mkdir()
     (tmp_path / 'style').mkdir()
-    Image.fromarray(rng.integers(0, 255, (45, 37, 3), np.uint8)).save(tmp_path / 'content' /
-                                                                       'c1.png')
-    Image.fromarray(rng.integers(0, 255, (24, 40, 3), np.uint8)).save(tmp_path / 'content' /
-                                                                       'c2.jpg')
-    Image.fromarray(rng.integers(0, 255, (30, 30, 3), np.uint8)).save(tmp_path / 'style' /
-                                                                       's1.png')
+    files = [('content', 'c1.png', (45, 37, 3)), ('content', 'c2.jpg', (24, 40, 3)),
+             ('style', 's1.png', (30, 30, 3))]
+    for folder, name, shape in files:
+        Image.fromarray(rng.integers(0, 255, shape, np.uint8)).save(tmp_path / folder / name)
     return tmp_path, model, str(ckpt)
 
 

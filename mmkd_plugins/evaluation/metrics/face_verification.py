@@ -23,7 +23,8 @@ def tar_at_far(scores: torch.Tensor, is_same: torch.Tensor, fars: Sequence[float
         scores: (P,) pair similarities; is_same: (P,) bool, True for genuine pairs.
         fars: FAR targets in [0, 1].
     """
-    scores, is_same = torch.as_tensor(scores).double().reshape(-1), torch.as_tensor(is_same).bool().reshape(-1)
+    scores = torch.as_tensor(scores).double().reshape(-1)
+    is_same = torch.as_tensor(is_same).bool().reshape(-1)
     if scores.shape != is_same.shape:
         raise ValueError(f'scores ({scores.numel()}) and is_same ({is_same.numel()}) differ in length')
     pos, neg = scores[is_same], scores[~is_same]

@@ -159,7 +159,8 @@ def hot_refresh_curve(q_new: torch.Tensor,
         for f, parts in zip(fractions, curve_res[kind]):
             top1 = cat(parts, 'top1')
             nfr = _mean(old_ok & ~top1, valid) if old_ok is not None else float('nan')
-            rows.append(dict(f=float(f), mAP=_mean(cat(parts, 'ap'), valid), top1=_mean(top1, valid), NFR=nfr))
+            rows.append(dict(f=float(f), mAP=_mean(cat(parts, 'ap'), valid), top1=_mean(top1, valid),
+                             NFR=nfr))
         curves[kind] = rows
     return dict(table=table, curves=curves)
 
@@ -273,7 +274,8 @@ class HotRefreshMetric(BaseMetric):
         else:
             q_idx, g_idx = isq.nonzero()[:, 0], (~isq).nonzero()[:, 0]
         if self.num_queries is not None and self.num_queries < len(q_idx):
-            pick = np.sort(np.random.default_rng(self.seed).choice(len(q_idx), self.num_queries, replace=False))
+            rng = np.random.default_rng(self.seed)
+            pick = np.sort(rng.choice(len(q_idx), self.num_queries, replace=False))
             q_idx = q_idx[torch.as_tensor(pick)]
         exclude = q_idx[:, None] == g_idx[None, :]   # a query never retrieves itself
         logits = (torch.stack([results[i]['old_logits'] for i in g_idx])

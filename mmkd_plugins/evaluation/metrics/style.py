@@ -188,4 +188,3 @@ class StyleTransferMetric(BaseMetric):
                 'style) triplets; evaluate on a content x style grid (test_mode=True) with at '
                 'least 2 contents and 2 styles to get style_triplet_acc')
         return metrics
-

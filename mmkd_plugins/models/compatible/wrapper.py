@@ -63,13 +63,14 @@ class CompatibleDistiller(SingleTeacherDistiller):
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if teacher_role not in ('old', 'new'):
-            raise ValueError(f"CompatibleDistiller: teacher_role must be 'old' or 'new', got {teacher_role!r}")
+            raise ValueError("CompatibleDistiller: teacher_role must be 'old' or 'new', got "
+                             f'{teacher_role!r}')
         if self.teacher is None:
             raise ValueError('CompatibleDistiller needs a teacher (the old model, or the new model for BiCT)')
         self.teacher_role = teacher_role
         if teacher_role == 'new' and not isinstance(self.student, BiCTTransformStudent):
-            raise TypeError("CompatibleDistiller: teacher_role='new' trains a BiCT transformation: the student "
-                            f"must be a BiCTTransformStudent, got {type(self.student).__name__}")
+            raise TypeError("CompatibleDistiller: teacher_role='new' trains a BiCT transformation: the "
+                            f'student must be a BiCTTransformStudent, got {type(self.student).__name__}')
         self.old_classifier = old_classifier
         needs = [n for n, m in self.distill_losses.items() if hasattr(m, 'bind_old_classifier')]
         if needs:

@@ -138,4 +138,3 @@ def adain_style_loss(output_feats: Sequence[Tensor],
         s_mean, s_std = calc_mean_std(sty, eps)
         loss = loss + F.mse_loss(o_mean, s_mean) + F.mse_loss(o_std, s_std)
     return loss
-

@@ -17,7 +17,7 @@ as BCT prescribes for models of different widths.
       L = CE( s * (cos(match(new_i), p'_c) - m [c = y_i]) , y_i )
 * BiCT transformation psi (old -> new space): L = || psi(old) - new ||^2 (mean), or 1 - cos.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -173,7 +173,8 @@ class BCTLoss(nn.Module):
         """Use ``module`` (an ``nn.Linear``-like module with ``weight`` and optional ``bias``) as the old
         classifier. It is kept outside this module's parameters and state dict."""
         if not isinstance(getattr(module, 'weight', None), torch.Tensor) or module.weight.dim() != 2:
-            raise TypeError(f'BCTLoss: the old classifier must have a 2-D weight, got {type(module).__name__}')
+            raise TypeError('BCTLoss: the old classifier must have a 2-D weight, got '
+                            f'{type(module).__name__}')
         self._old_classifier = (module, )
 
     def full_old_weight(self, old_weight: torch.Tensor, old_bias: Optional[torch.Tensor],

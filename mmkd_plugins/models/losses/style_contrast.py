@@ -174,7 +174,7 @@ def style_contrastive_loss(anchor: Tensor,
                            content: Tensor,
                            style_ids: Optional[Tensor] = None,
                            tau: float = 0.2) -> Tensor:
-    """Style InfoNCE: stylised result vs. its style image (+), its content image and other styles (-).
+    """Style InfoNCE: stylised result vs. its style image (+), its content and other styles (-).
 
     Candidates are ``[style_0..style_{N-1}, content_0..content_{N-1}]``; for anchor ``i`` the
     positives are the style images ``j`` with ``style_ids[j] == style_ids[i]``, the negatives the

@@ -3,7 +3,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS
 from mmengine.structures import BaseDataElement

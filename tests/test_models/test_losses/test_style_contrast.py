@@ -6,11 +6,9 @@ import pytest
 import torch
 from mmengine.registry import MODELS
 
-from mmkd_plugins.models.losses.style_contrast import (ContentContrastiveLoss,
-                                                       StyleContrastiveLoss, content_contrastive_loss,
-                                                       gram_descriptor, info_nce,
-                                                       mean_std_descriptor,
-                                                       style_contrastive_loss)
+from mmkd_plugins.models.losses.style_contrast import (
+    ContentContrastiveLoss, StyleContrastiveLoss, content_contrastive_loss, gram_descriptor,
+    info_nce, mean_std_descriptor, style_contrastive_loss)
 
 
 def _unit(v):
