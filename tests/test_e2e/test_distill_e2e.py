@@ -14,9 +14,11 @@ from mmengine.registry import HOOKS, MODELS
 from mmengine.runner import Runner
 
 from tests.conftest import REPO
+from tests.helpers import cls_batch
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
 import convert_kd_ckpt_to_student  # noqa: E402
+import test as test_tool  # noqa: E402
 import train as train_tool  # noqa: E402
 
 TINY = ['train_dataloader.dataset.max_samples=64', 'val_dataloader.dataset.max_samples=48',
@@ -65,6 +67,12 @@ def test_mgd_trains_evaluates_and_exports_student(teacher_ckpt, tmp_path):
     assert not any(k.startswith('teacher') for k in keys)
     logs = open(glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))[0]).read()
     assert 'distill.loss_mgd' in logs and 'accuracy/top1' in logs
+
+    # tools/test.py evaluates the distiller checkpoint (the student's predictions)
+    metrics = test_tool.main([osp.join(REPO, 'configs/demo/digits_mgd.py'), str(tmp_path / 'epoch_2.pth'),
+                              '--work-dir', str(tmp_path / 'test'), '--cfg-options', *TINY,
+                              f'model.teacher_ckpt={teacher_ckpt}'])
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
 
     # export the student; it loads into the plain upstream student config with no key left over
     out = str(tmp_path / 'student.pth')
@@ -117,3 +125,19 @@ def test_ddp_two_cpu_processes_gloo(teacher_ckpt, tmp_path):
     assert ckpt['meta']['iter'] == 2
     assert any(k.startswith('student.') for k in ckpt['state_dict'])
     assert not any(k.startswith('module.') or k.startswith('teacher') for k in ckpt['state_dict'])
+
+
+def test_stop_distill_hook_turns_distillation_off(teacher_ckpt, tmp_path):
+    args = train_tool.parse_args([osp.join(REPO, 'configs/demo/digits_mgd.py'), '--work-dir',
+                                  str(tmp_path), '--cfg-options', *TINY, 'train_cfg.max_epochs=2',
+                                  f'model.teacher_ckpt={teacher_ckpt}', 'train_cfg.val_interval=100'])
+    cfg = train_tool.build_config(args)
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='StopDistillHook', stop_epoch=1)]
+    runner = Runner.from_cfg(cfg)
+    calls = []
+    runner.model.teacher.backbone.register_forward_pre_hook(lambda *a: calls.append(runner.epoch))
+    runner.train()
+    assert calls == [0] * 4  # the teacher ran in the 4 iterations of epoch 0 only
+    assert runner.model.distill_enabled is False
+    losses = runner.model(*cls_batch(2, size=16), mode='loss')
+    assert set(losses) == {'loss'}
