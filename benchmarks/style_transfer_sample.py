@@ -5,7 +5,7 @@ for a few hundred iterations on CPU with a narrow, randomly initialised VGG (no 
 may be downloaded here), evaluates both on the 4 contents x 4 styles grid, and writes
 benchmarks/results/style_transfer_sample.md plus a content | style | result grid per config.
 
-    python benchmarks/style_transfer_sample.py [--iters 40] [--width 0.25]
+    python benchmarks/style_transfer_sample.py [--iters 200] [--width 0.25]
 """
 import argparse
 import glob
@@ -71,7 +71,7 @@ def run(config, data_root, work_dir, iters, width, crop):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('--iters', type=int, default=40)
+    parser.add_argument('--iters', type=int, default=200)
     parser.add_argument('--width', type=float, default=0.25)
     parser.add_argument('--crop', type=int, default=64)
     args = parser.parse_args()

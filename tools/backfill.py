@@ -32,7 +32,7 @@ from mmkd_plugins.engine.hooks.backfill import (BACKFILL_ORDERS, backfill_galler
                                                 backfill_order)
 from mmkd_plugins.evaluation.metrics.hot_refresh import (format_hot_refresh,  # noqa: E402
                                                          hot_refresh_curve, plot_hot_refresh)
-from mmkd_plugins.models.compatible.embedding_io import load_embeddings  # noqa: E402
+from mmkd_plugins.models.compatible.embedding_io import align_rows, load_embeddings  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -67,25 +67,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _aligned(ref: dict, other: dict, name: str) -> dict:
-    """``other`` reordered to ``ref``'s rows (matched by dataset index)."""
-    if torch.equal(ref['indices'], other['indices']):
-        return other
-    pos = {int(i): k for k, i in enumerate(other['indices'])}
-    try:
-        sel = torch.tensor([pos[int(i)] for i in ref['indices']])
-    except KeyError as err:
-        raise SystemExit(f'{name} lacks the item with dataset index {err} of the reference file')
-    rows = ('embeddings', 'labels', 'logits', 'indices', 'version')
-    return {k: (v[sel] if k in rows else v) for k, v in other.items()}
-
-
 def evaluate(args) -> dict:
     query = load_embeddings(args.query)
     g_old = load_embeddings(args.old_gallery)
-    g_new = _aligned(g_old, load_embeddings(args.new_gallery), '--new-gallery')
-    q_old = _aligned(query, load_embeddings(args.old_query), '--old-query') if args.old_query else None
-    g_bict = _aligned(g_old, load_embeddings(args.bict_gallery), '--bict-gallery') if args.bict_gallery \
+    g_new = align_rows(g_old, load_embeddings(args.new_gallery), '--new-gallery')
+    q_old = align_rows(query, load_embeddings(args.old_query), '--old-query') if args.old_query else None
+    g_bict = align_rows(g_old, load_embeddings(args.bict_gallery), '--bict-gallery') if args.bict_gallery \
         else None
     for name, d in (('--query', query), ('--old-gallery', g_old)):
         if 'labels' not in d:

@@ -21,7 +21,8 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run fr
 from mmkd_plugins.models.compatible.bict import (fit_bict_transformation,  # noqa: E402
                                                  load_transformation, save_transformation)
 from mmkd_plugins.models.compatible.embedding_io import (VERSION_BICT, VERSION_OLD,  # noqa: E402
-                                                         load_embeddings, save_embeddings)
+                                                         align_rows, load_embeddings,
+                                                         save_embeddings)
 
 
 def parse_args(argv=None):
@@ -45,17 +46,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def paired(old: dict, new: dict):
-    """Rows of two embedding files of the same images, matched by dataset index."""
-    pos = {int(i): k for k, i in enumerate(new['indices'])}
-    missing = [int(i) for i in old['indices'] if int(i) not in pos]
-    if missing:
-        raise ValueError(f'--fit-old and --fit-new must embed the same images: {len(missing)} indices of '
-                         f'the old file are not in the new one (e.g. {missing[:5]})')
-    sel = torch.tensor([pos[int(i)] for i in old['indices']])
-    return old['embeddings'], new['embeddings'][sel]
-
-
 def main(argv=None):
     args = parse_args(argv)
     if (args.transformation is None) == (args.fit_old is None or args.fit_new is None):
@@ -67,7 +57,9 @@ def main(argv=None):
     if args.transformation is not None:
         psi = load_transformation(args.transformation, dict(residual=True) if args.residual else None)
     else:
-        old, new = paired(load_embeddings(args.fit_old), load_embeddings(args.fit_new))
+        old = load_embeddings(args.fit_old)
+        new = align_rows(old, load_embeddings(args.fit_new), '--fit-new')
+        old, new = old['embeddings'], new['embeddings']
         psi = fit_bict_transformation(old, new, args.hidden_dim, args.num_layers, kind=args.loss,
                                       epochs=args.epochs, lr=args.lr, seed=args.seed)
         if args.save_transformation:

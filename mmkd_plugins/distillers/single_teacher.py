@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
+from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
@@ -100,7 +101,7 @@ class SingleTeacherDistiller(BaseModel):
             student_cfg = copy.deepcopy(dict(student))
             if data_preprocessor is not None and student_cfg.get('data_preprocessor') is None:
                 student_cfg['data_preprocessor'] = data_preprocessor
-            student_model = MODELS.build(student_cfg)
+            student_model = MODELS.build(ConfigDict(student_cfg))  # attribute access, as in teacher.py
         super().__init__(init_cfg=init_cfg)
         self.student = student_model
         # one preprocessor, the student's: the Runner calls ``model.data_preprocessor``

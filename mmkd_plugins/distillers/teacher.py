@@ -102,7 +102,8 @@ def build_frozen_teacher(cfg: Union[str, dict, Config], ckpt: Optional[str],
     model_cfg = load_model_config(cfg)
     # A teacher is never initialised from the network: its weights come from ``ckpt``.
     model_cfg.pop('init_cfg', None)
-    teacher = MODELS.build(model_cfg)
+    # ConfigDict: some models read nested configs by attribute (mmdet two-stage: train_cfg.rpn)
+    teacher = MODELS.build(ConfigDict(model_cfg))
     if ckpt is not None:
         load_weights_strictly(teacher, ckpt, 'teacher')
     elif not allow_random:

@@ -135,3 +135,22 @@ def test_style_config_trains_tests_and_infers(sample_root, tmp_path, config, con
     with Image.open(outputs[0]) as im:
         assert im.size == (40, 40) and im.mode == 'RGB'
     assert osp.isfile(osp.join(out_dir, 'grid.png'))
+
+
+@pytest.mark.parametrize('config', ['adain_vgg19_1xb8-160k_coco-wikiart.py',
+                                    'adain-contrastive_vgg19_1xb8-160k_coco-wikiart.py'])
+def test_full_scale_configs_build_without_weights(config):
+    """The COCO/WikiArt configs build at full width; the VGG path is only read when present."""
+    from mmengine.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO, 'configs/style', config))
+    assert cfg.model.encoder.checkpoint == 'checkpoints/vgg_normalised.pth'
+    assert cfg.param_scheduler[0]['type'] == 'InverseTimeLR'
+    with pytest.raises(FileNotFoundError, match='Nothing is downloaded'):
+        MODELS.build(cfg.model)
+    cfg.model.encoder.checkpoint = None
+    model = MODELS.build(cfg.model)
+    assert model.encoder.out_channels('relu4_1') == 512
+    assert model.refining == ('contrastive' in config)
+    if model.refining:
+        assert model.refine_iters == 40000
+        assert cfg.optim_wrapper.paramwise_cfg.custom_keys['encoder.'] == dict(lr_mult=0.1)

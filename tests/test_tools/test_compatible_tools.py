@@ -121,6 +121,10 @@ def test_backfill_evaluate_aligns_rows_by_index(files, tmp_path, capsys):
     # f = 1 with the new gallery: the new-new number; f = 0: the new-old number
     assert a['curves']['old'][-1]['mAP'] == pytest.approx(a['table']['mAP(new,new)'])
     assert a['curves']['old'][0]['mAP'] == pytest.approx(a['table']['mAP(new,old)'])
+    partial = str(tmp_path / 'partial.pth')
+    save_embeddings(partial, new['embeddings'][:20], new['labels'][:20], indices=new['indices'][:20])
+    with pytest.raises(KeyError, match='--new-gallery lacks 10 of the reference items'):
+        backfill_tool.main(args + ['--new-gallery', partial])
     with pytest.raises(FileNotFoundError, match='embedding file not found'):
         backfill_tool.main(['evaluate', '--query', 'nope.pth', '--old-gallery', files['old'],
                             '--new-gallery', files['new']])

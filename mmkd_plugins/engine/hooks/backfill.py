@@ -9,13 +9,19 @@ Other orders: ``'least_confidence'`` (increasing max_c p_ic), ``'margin'`` (incr
 ``'random'`` (seeded permutation), ``'sequential'`` (stored order). Ties keep the stored order.
 """
 import json
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from mmkd_plugins.models.compatible.embed import extract_embeddings, subset_loader
+from mmkd_plugins.models.compatible.embedding_io import VERSION_NEW, load_embeddings, save_embeddings
+from mmkd_plugins.models.losses.compatible import match_dim
 
 BACKFILL_ORDERS = ('entropy', 'least_confidence', 'margin', 'random', 'sequential')
 
@@ -111,7 +117,7 @@ class BackfillHook(Hook):
     its rows with :func:`backfill_order`, and re-embeds them with the current model (the student of a
     distiller) in ``num_steps`` steps from the dataset of ``runner.test_dataloader`` (or
     ``runner.val_dataloader``), the dataset the gallery was extracted from (rows are matched by
-    ``indices`` = ``sample_idx``). After each step it writes ``<out_dir>/gallery_step{k}.pth``, a mixed
+    ``indices`` = ``sample_idx``); under DDP rank 0 does it. After each step it writes ``<out_dir>/gallery_step{k}.pth``, a mixed
     gallery with a per-row ``version`` flag, and ``<out_dir>/schedule.json``.
 
     Args:
@@ -143,6 +149,7 @@ class BackfillHook(Hook):
         self.seed, self.out_dir, self.dataloader = seed, out_dir, dataloader
         self.files: List[str] = []
 
+    @master_only   # one process embeds the whole gallery and writes the files
     def after_train(self, runner) -> None:
         loader = getattr(runner, f'{self.dataloader}_dataloader')
         out_dir = self.out_dir or osp.join(runner.work_dir, 'backfill')
@@ -164,10 +171,6 @@ def backfill_gallery(model,
     Each step's file holds the whole gallery: re-embedded rows (``version`` = 1) and the rows still old
     (``version`` as stored). See :class:`BackfillHook`.
     """
-    import os
-
-    from mmkd_plugins.models.compatible.embed import extract_embeddings, subset_loader
-    from mmkd_plugins.models.compatible.embedding_io import VERSION_NEW, load_embeddings, save_embeddings
     gallery = load_embeddings(gallery_file)
     n = gallery['embeddings'].shape[0]
     perm = backfill_order(n, order, gallery.get('logits'), seed)
@@ -184,9 +187,7 @@ def backfill_gallery(model,
                 raise RuntimeError('backfill: the dataset does not return the gallery rows in order '
                                    '(sample_idx mismatch): is it the dataset the gallery came from?')
             if emb is None:
-                emb = torch.zeros(n, new['embeddings'].shape[1])
-                from mmkd_plugins.models.losses.compatible import match_dim
-                emb[:] = match_dim(gallery['embeddings'], emb.shape[1])
+                emb = match_dim(gallery['embeddings'], new['embeddings'].shape[1]).clone()
             emb[torch.as_tensor(rows)] = new['embeddings']
             version[torch.as_tensor(rows)] = VERSION_NEW
         path = osp.join(out_dir, f'gallery_step{k}.pth')

@@ -15,6 +15,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
 
+from mmkd_plugins.models.losses.compatible import match_dim
+
 
 def tar_at_far(scores: torch.Tensor, is_same: torch.Tensor, fars: Sequence[float]) -> Dict[float, float]:
     """TAR at each FAR target (see module docstring).
@@ -56,7 +58,6 @@ def all_pairs(labels: torch.Tensor, max_pairs: Optional[int] = None, seed: int =
 
 def pair_scores(a: torch.Tensor, b: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """cos(a_i, b_j) per pair; ``a`` is truncated / zero-padded to b's dimension."""
-    from mmkd_plugins.models.losses.compatible import match_dim
     a = F.normalize(match_dim(a.double(), b.shape[1]), dim=1)
     b = F.normalize(b.double(), dim=1)
     return (a[i] * b[j]).sum(1)

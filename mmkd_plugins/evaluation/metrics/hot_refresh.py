@@ -25,10 +25,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
 
-
-def _match(x: torch.Tensor, dim: int) -> torch.Tensor:
-    from mmkd_plugins.models.losses.compatible import match_dim
-    return match_dim(x, dim)
+from mmkd_plugins.engine.hooks.backfill import BACKFILL_ORDERS, backfill_order
+from mmkd_plugins.models.losses.compatible import match_dim
 
 
 def cosine_scores(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
@@ -36,7 +34,7 @@ def cosine_scores(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
     if query.dim() != 2 or gallery.dim() != 2:
         raise ValueError(f'query and gallery must be (N, D), got {tuple(query.shape)} and '
                          f'{tuple(gallery.shape)}')
-    q = F.normalize(_match(query.double(), gallery.shape[1]), dim=1)
+    q = F.normalize(match_dim(query.double(), gallery.shape[1]), dim=1)
     return q @ F.normalize(gallery.double(), dim=1).t()
 
 
@@ -236,7 +234,6 @@ class HotRefreshMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        from mmkd_plugins.engine.hooks.backfill import BACKFILL_ORDERS
         if order not in BACKFILL_ORDERS:
             raise ValueError(f'HotRefreshMetric: order must be one of {BACKFILL_ORDERS}, got {order!r}')
         self.fractions = (list(np.linspace(0, 1, fractions)) if isinstance(fractions, int) else
@@ -264,7 +261,6 @@ class HotRefreshMetric(BaseMetric):
             self.results.append(row)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        from mmkd_plugins.engine.hooks.backfill import backfill_order
         new = torch.stack([r['new'] for r in results])
         old = torch.stack([r['old'] for r in results])
         labels = torch.tensor([r['label'] for r in results])

@@ -20,6 +20,7 @@ import torch
 
 VERSION_OLD, VERSION_NEW, VERSION_BICT = 0, 1, 2
 VERSION_NAMES = {VERSION_OLD: 'old', VERSION_NEW: 'new', VERSION_BICT: 'bict'}
+_ROW_KEYS = ('embeddings', 'labels', 'logits', 'indices', 'version')
 
 
 def save_embeddings(path: str,
@@ -52,7 +53,7 @@ def _validate(data: Dict, path: str) -> None:
     if not isinstance(data, dict) or 'embeddings' not in data:
         raise ValueError(f'{path}: not an embedding file (a dict with an "embeddings" entry expected)')
     n = data['embeddings'].shape[0]
-    for key in ('labels', 'logits', 'indices', 'version'):
+    for key in _ROW_KEYS[1:]:
         if key in data and data[key] is not None and data[key].shape[0] != n:
             raise ValueError(f'{path}: "{key}" has {data[key].shape[0]} rows but "embeddings" has {n}')
 
@@ -68,6 +69,22 @@ def load_embeddings(path: str) -> Dict:
     data.setdefault('version', torch.zeros(n, dtype=torch.long))
     data.setdefault('meta', {})
     return data
+
+
+def align_rows(ref: Dict, other: Dict, name: str = 'file') -> Dict:
+    """``other`` with its rows reordered to ``ref``'s rows, matched by dataset index (``indices``).
+
+    Raises KeyError naming ``name`` when ``other`` lacks one of ``ref``'s items.
+    """
+    if torch.equal(ref['indices'], other['indices']):
+        return other
+    pos = {int(i): k for k, i in enumerate(other['indices'])}
+    missing = [int(i) for i in ref['indices'] if int(i) not in pos]
+    if missing:
+        raise KeyError(f'{name} lacks {len(missing)} of the reference items (dataset indices '
+                       f'{missing[:5]}...)')
+    sel = torch.tensor([pos[int(i)] for i in ref['indices']], dtype=torch.long)
+    return {k: (v[sel] if k in _ROW_KEYS and v is not None else v) for k, v in other.items()}
 
 
 def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

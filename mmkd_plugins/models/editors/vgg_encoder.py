@@ -56,7 +56,8 @@ def _detect_and_convert(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
         raise KeyError('unrecognised VGG19 checkpoint layout: expected torchvision keys '
                        "('features.0.weight', ...), AdaIN vgg_normalised keys ('0.weight' of a "
                        "3x3x1x1 conv, ...) or this encoder's keys ('conv1_1.weight', ...); got "
-                       f'{sorted(state)[:6]} ...')
+                       f'{sorted(state)[:6]} ... (for a training checkpoint pass '
+                       "checkpoint_prefix='encoder.')")
     out = {}
     for name, idx in table.items():
         for kind in ('weight', 'bias'):

@@ -1,0 +1,53 @@
+# MGD: RepPoints-X101-DCN teacher -> RepPoints-R50 student on COCO (paper: 38.6 -> 42.3 box mAP).
+# Student: mmdet's reppoints-moment_r50_fpn-gn_head-gn_2x_coco (GN neck + head), inherited, plus
+# gradient clipping (max_norm 35). MGD on all 5 FPN outputs (256 ch): lambda_mgd 0.65,
+# alpha_mgd 2e-5. The teacher's FPN and head are copied into the student before training
+# (init_student), which needs a teacher of the same detector type: the spec's table lists
+# RetinaNet-X101 beside RepPoints, whose head cannot be copied into a RepPoints head, so this config
+# uses mmdet's RepPoints-X101 (ResNeXt-101-32x4d, DCN in stages 2-4, same GN FPN and head).
+# To distil from RetinaNet-X101 instead, set model.teacher to the RetinaNet config (and its
+# checkpoint) and model.init_student=None.
+#
+# Teacher weights (official mmdet model zoo):
+#   https://download.openmmlab.com/mmdetection/v2.0/reppoints/
+#   reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco/
+#   reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco_20200329-f87da1ea.pth
+# put into checkpoints/ or set --cfg-options model.teacher_ckpt=PATH.
+_base_ = ['mmdet::reppoints/reppoints-moment_r50_fpn-gn_head-gn_2x_coco.py']
+custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='SingleTeacherDistiller',
+    student=_base_.model,
+    teacher='mmdet::reppoints/reppoints-moment_x101-dconv-c3-c5_fpn-gn_head-gn_2x_coco.py',
+    teacher_ckpt='checkpoints/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck+head_2x_coco_20200329-f87da1ea.pth',
+    teacher_forward='extract_feat',
+    student_taps=dict(
+        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
+        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3),
+        fpn4=dict(module='neck', idx=4)),
+    teacher_taps=dict(
+        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
+        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3),
+        fpn4=dict(module='neck', idx=4)),
+    connectors=dict(
+        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65),
+        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65),
+        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65),
+        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65),
+        mgd4=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65)),
+    distill_losses=dict(
+        loss_mgd_fpn0=dict(type='MGDLoss', alpha_mgd=2e-5,
+                           inputs=dict(preds_S='mgd0(student.fpn0)', preds_T='teacher.fpn0')),
+        loss_mgd_fpn1=dict(type='MGDLoss', alpha_mgd=2e-5,
+                           inputs=dict(preds_S='mgd1(student.fpn1)', preds_T='teacher.fpn1')),
+        loss_mgd_fpn2=dict(type='MGDLoss', alpha_mgd=2e-5,
+                           inputs=dict(preds_S='mgd2(student.fpn2)', preds_T='teacher.fpn2')),
+        loss_mgd_fpn3=dict(type='MGDLoss', alpha_mgd=2e-5,
+                           inputs=dict(preds_S='mgd3(student.fpn3)', preds_T='teacher.fpn3')),
+        loss_mgd_fpn4=dict(type='MGDLoss', alpha_mgd=2e-5,
+                           inputs=dict(preds_S='mgd4(student.fpn4)', preds_T='teacher.fpn4'))),
+    init_student=dict(neck='neck', bbox_head='bbox_head'))
+
+optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))
