@@ -267,6 +267,10 @@ class TaskLossWithTfNKD(nn.Module):
             from mmkd_plugins.utils import require
             require('mmpretrain', 'TaskLossWithTfNKD (builds the mmpretrain task loss)')
             from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+            # build in mmpretrain's scope whatever the run's default scope is (an mmdet or
+            # mmengine scope would otherwise pick another 'CrossEntropyLoss' or none)
+            task_loss = dict(task_loss)
+            task_loss.setdefault('_scope_', 'mmpretrain')
             self.task_loss = PRETRAIN_MODELS.build(task_loss)
         else:
             raise TypeError('task_loss must be a loss config dict or an nn.Module, got '
