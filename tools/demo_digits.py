@@ -30,11 +30,11 @@ METHODS = {
 OPTIONAL = {  # added when their configs exist
     'NKD': ('digits_nkd.py', 'cnn'),
     'tf-NKD (no teacher)': ('digits_tfnkd.py', None),
-    'ViT teacher (ViT w64, 6 blocks)': ('digits_vit_teacher.py', None),
-    'ViT student baseline (ViT w32, 4 blocks)': ('digits_vit_student.py', None),
+    'ViT teacher (ViT 64-d, 6 blocks)': ('digits_vit_teacher.py', None),
+    'ViT student baseline (ViT 16-d, 2 blocks)': ('digits_vit_student.py', None),
     'ViTKD': ('digits_vitkd.py', 'vit'),
 }
-TEACHERS = {'cnn': 'teacher (ResNet-18 w16)', 'vit': 'ViT teacher (ViT w64, 6 blocks)'}
+TEACHERS = {'cnn': 'teacher (ResNet-18 w16)', 'vit': 'ViT teacher (ViT 64-d, 6 blocks)'}
 
 
 def available_methods():

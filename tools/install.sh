@@ -76,6 +76,12 @@ if ! have mmpretrain "$(pin mmpretrain)" || ! have mmdet "$(pin mmdet)" || ! hav
   "${PIP[@]}" -r "$ROOT/requirements/mminstall.txt"
 fi
 
+# 3b. mmagic (style transfer runs without it; with it, the mmagic scope sees our modules).
+if ! (cd / && "$PY" -c "import mmagic.models, mmagic.datasets, mmagic.evaluation") >/dev/null 2>&1; then
+  log "installing mmagic 1.2.0 and its import-time dependencies (--no-deps)"
+  "$PY" -m pip install --disable-pip-version-check -q --no-deps -r "$ROOT/requirements/mmagic.txt"
+fi
+
 # 4. mmkd_plugins itself (editable, so configs/ and tools/ are used in place), and test extras.
 if ! (cd / && "$PY" -c "import mmkd_plugins, os, sys; sys.exit(0 if os.path.dirname(os.path.dirname(os.path.abspath(mmkd_plugins.__file__))) == sys.argv[1] else 1)" "$ROOT") >/dev/null 2>&1; then
   log "installing mmkd_plugins from $ROOT"

@@ -9,9 +9,9 @@ model = dict(
               loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
 optim_wrapper = dict(
     _delete_=True,
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
     paramwise_cfg=dict(custom_keys={'.cls_token': dict(decay_mult=0.0),
                                     '.pos_embed': dict(decay_mult=0.0)}))
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=20)
-train_cfg = dict(max_epochs=20, val_interval=20)
-default_hooks = dict(checkpoint=dict(interval=20))
+param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=40)
+train_cfg = dict(max_epochs=40, val_interval=40)
+default_hooks = dict(checkpoint=dict(interval=40))

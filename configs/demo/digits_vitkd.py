@@ -1,4 +1,4 @@
-# ViTKD from the ViT teacher (64-d) into the ViT student (32-d): blocks 0 and 1 mimicked, the last
+# ViTKD from the ViT teacher (64-d, 6 blocks) into the ViT student (16-d, 2 blocks): blocks 0 and 1 mimicked, the last
 # block (after the final norm ln1) generated from masked tokens. The paper's alpha 3e-5 / beta 3e-6
 # are for 196 tokens x 384 dims; here a sample has 16 tokens x 64 dims (73x fewer terms), so both
 # are scaled up by about 70 to give the loss the same per-sample weight.
@@ -14,7 +14,7 @@ model = dict(
     teacher_taps=dict(low0='backbone.layers.0', low1='backbone.layers.1', high='backbone.ln1'),
     distill_losses=dict(
         loss_vitkd=dict(
-            type='ViTKDLoss', student_dims=32, teacher_dims=64,
+            type='ViTKDLoss', student_dims=16, teacher_dims=64,
             alpha_vitkd=2e-3, beta_vitkd=2e-4, lambda_vitkd=0.5,
             inputs=dict(student_low_0='student.low0', teacher_low_0='teacher.low0',
                         student_low_1='student.low1', teacher_low_1='teacher.low1',

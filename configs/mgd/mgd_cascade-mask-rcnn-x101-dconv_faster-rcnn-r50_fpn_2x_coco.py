@@ -1,6 +1,6 @@
 # MGD: Cascade Mask R-CNN X101-32x4d-DCN teacher -> Faster R-CNN-R50 student on COCO
-# (paper: 38.4 -> 42.1 box mAP). The student recipe is mmdet's faster-rcnn_r50_fpn_2x_coco, inherited
-# unchanged apart from the paper's gradient clipping (max_norm 35). MGD on the first 4 FPN
+# (paper: 38.4 -> 42.1 box mAP). The student recipe is mmdet's faster-rcnn_r50_fpn_2x_coco,
+# inherited unchanged apart from the paper's gradient clipping (max_norm 35). MGD on the first 4 FPN
 # outputs (P2-P5, 256 ch): spatial mask lambda_mgd 0.45, alpha_mgd 5e-7, one generation block
 # per level. The teacher runs extract_feat only (backbone + FPN, never its RPN / cascade heads).
 # No init_student: the teacher's heads belong to a different detector.
@@ -27,10 +27,14 @@ model = dict(
         fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
         fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3)),
     connectors=dict(
-        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45),
-        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45),
-        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45),
-        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45)),
+        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45),
+        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45),
+        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45),
+        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45)),
     distill_losses=dict(
         loss_mgd_fpn0=dict(type='MGDLoss', alpha_mgd=5e-7,
                            inputs=dict(preds_S='mgd0(student.fpn0)', preds_T='teacher.fpn0')),

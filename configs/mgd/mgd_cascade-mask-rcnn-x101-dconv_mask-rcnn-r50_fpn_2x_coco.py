@@ -27,10 +27,14 @@ model = dict(
         fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
         fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3)),
     connectors=dict(
-        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45),
-        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45),
-        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45),
-        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.45)),
+        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45),
+        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45),
+        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45),
+        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.45)),
     distill_losses=dict(
         loss_mgd_fpn0=dict(type='MGDLoss', alpha_mgd=5e-7,
                            inputs=dict(preds_S='mgd0(student.fpn0)', preds_T='teacher.fpn0')),

@@ -1,5 +1,6 @@
 # MGD: PSPNet-R101 teacher -> PSPNet-R18 student on Cityscapes 512x1024, 40k iterations
-# (paper: 69.85 -> 73.63 mIoU). The student recipe is mmseg's pspnet_r18-d8_4xb2-80k_cityscapes-512x1024,
+# (paper: 69.85 -> 73.63 mIoU).
+# The student recipe is mmseg's pspnet_r18-d8_4xb2-80k_cityscapes-512x1024,
 # inherited, with the schedule shortened to 40k iterations as in the paper (poly lr, same
 # optimizer). MGD on the last backbone stage (student R18: 512 ch, teacher R101: 2048 ch, both
 # 1/8 resolution): 1x1 align conv 512 -> 2048, spatial mask lambda_mgd 0.75, alpha_mgd 2e-5.

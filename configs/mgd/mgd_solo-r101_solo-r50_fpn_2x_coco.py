@@ -27,10 +27,14 @@ model = dict(
         fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
         fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3)),
     connectors=dict(
-        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65),
-        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65),
-        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65),
-        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256, lambda_mgd=0.65)),
+        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.65),
+        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.65),
+        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.65),
+        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
+                  lambda_mgd=0.65)),
     distill_losses=dict(
         loss_mgd_fpn0=dict(type='MGDLoss', alpha_mgd=2e-5,
                            inputs=dict(preds_S='mgd0(student.fpn0)', preds_T='teacher.fpn0')),
