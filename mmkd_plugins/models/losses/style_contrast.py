@@ -169,6 +169,22 @@ def _check_embeddings(**embs: Tensor) -> int:
     return first[0]
 
 
+def _grouped_info_nce(anchor: Tensor, group: Tensor, paired: Tensor, ids: Optional[Tensor],
+                      tau: float, ids_name: str) -> Tensor:
+    """InfoNCE over candidates ``[group_0..group_{N-1}, paired_0..paired_{N-1}]``.
+
+    For anchor ``i`` the positives are the ``group`` entries with the same id as ``i``; the
+    negatives are the ``group`` entries of another id and ``paired_i`` (the anchor's other input).
+    """
+    n = anchor.shape[0]
+    ids = _ids(ids, n, anchor.device, ids_name)
+    same = ids[:, None] == ids[None, :]
+    eye = torch.eye(n, dtype=torch.bool, device=anchor.device)
+    pos = torch.cat([same, torch.zeros_like(eye)], dim=1)
+    neg = torch.cat([~same, eye], dim=1)
+    return info_nce(anchor, torch.cat([group, paired]), pos, neg, tau)
+
+
 def style_contrastive_loss(anchor: Tensor,
                            style: Tensor,
                            content: Tensor,
@@ -190,13 +206,8 @@ def style_contrastive_loss(anchor: Tensor,
     Returns:
         ``(N,)`` per-sample losses.
     """
-    n = _check_embeddings(anchor=anchor, style=style, content=content)
-    ids = _ids(style_ids, n, anchor.device, 'style_ids')
-    same = ids[:, None] == ids[None, :]
-    eye = torch.eye(n, dtype=torch.bool, device=anchor.device)
-    pos = torch.cat([same, torch.zeros_like(eye)], dim=1)
-    neg = torch.cat([~same, eye], dim=1)
-    return info_nce(anchor, torch.cat([style, content]), pos, neg, tau)
+    _check_embeddings(anchor=anchor, style=style, content=content)
+    return _grouped_info_nce(anchor, style, content, style_ids, tau, 'style_ids')
 
 
 def content_contrastive_loss(anchor: Tensor,
@@ -220,13 +231,8 @@ def content_contrastive_loss(anchor: Tensor,
     Returns:
         ``(N,)`` per-sample losses.
     """
-    n = _check_embeddings(anchor=anchor, content=content, style=style)
-    ids = _ids(content_ids, n, anchor.device, 'content_ids')
-    same = ids[:, None] == ids[None, :]
-    eye = torch.eye(n, dtype=torch.bool, device=anchor.device)
-    pos = torch.cat([same, torch.zeros_like(eye)], dim=1)
-    neg = torch.cat([~same, eye], dim=1)
-    return info_nce(anchor, torch.cat([content, style]), pos, neg, tau)
+    _check_embeddings(anchor=anchor, content=content, style=style)
+    return _grouped_info_nce(anchor, content, style, content_ids, tau, 'content_ids')
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
