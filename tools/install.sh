@@ -50,7 +50,7 @@ if ! mmcv_ok; then
   mkdir -p "$cache"
   wheel=$(ls "$cache"/mmcv-"$mmcv_v"-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
-    log "building mmcv $mmcv_v with ops from source (once; about 20-30 min on 2 cores)"
+    log "building mmcv $mmcv_v with ops from source (once; about 6 min on 2 cores)"
     work=$(mktemp -d)
     "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: --no-build-isolation \
       "mmcv==$mmcv_v" -d "$work"
