@@ -117,6 +117,7 @@ class SingleTeacherDistiller(BaseModel):
             raise ValueError('teacher_taps are given but there is no teacher')
 
         self.student_taps = FeatureTaps(self.student, student_taps, 'student')
+        self.student_taps.active = False  # switched on in loss() only
         self.teacher_taps = (FeatureTaps(self._teacher, teacher_taps, 'teacher',
                                          on_complete=self._teacher_complete)
                              if self._teacher is not None else None)
@@ -218,9 +219,17 @@ class SingleTeacherDistiller(BaseModel):
         if distill and self._teacher is not None and self.teacher_forward != 'none':
             self.run_teacher(inputs, data_samples)
         self.student_taps.clear()
-        losses = self.student(inputs, data_samples, mode='loss')
-        if distill:
-            losses.update(self.compute_distill_losses(data_samples))
+        self.student_taps.active = distill
+        try:
+            losses = self.student(inputs, data_samples, mode='loss')
+            if distill:
+                losses.update(self.compute_distill_losses(data_samples))
+        finally:
+            # recorded features are not kept past the step (nor recorded in predict mode)
+            self.student_taps.active = False
+            self.student_taps.clear()
+            if self.teacher_taps is not None:
+                self.teacher_taps.clear()
         return losses
 
     def _resolve(self, source: str, data_samples, cache: Dict[str, Any]) -> Any:

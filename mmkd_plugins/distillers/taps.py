@@ -80,6 +80,7 @@ class FeatureTaps:
         self.owner = owner
         self.specs = {name: normalize_tap(name, cfg) for name, cfg in (taps or {}).items()}
         self.on_complete = on_complete
+        self.active = True  # when False the hooks record nothing (e.g. during predict)
         self._values: Dict[str, Any] = {}
         self._handles: List[Any] = []
         for name, spec in self.specs.items():
@@ -91,6 +92,8 @@ class FeatureTaps:
             self._handles.append(handle)
 
     def _record(self, name: str, value: Any) -> None:
+        if not self.active:
+            return
         first_time = len(self._values) < len(self.specs) and name not in self._values
         self._values[name] = _pick(value, self.specs[name]['idx'], name)
         if first_time and len(self._values) == len(self.specs) and self.on_complete is not None:
