@@ -23,7 +23,6 @@ import os.path as osp
 import sys
 
 import numpy as np
-import torch
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmkd_plugins.datasets.vos import (StaticVOSDataset, VOSDataset, VOSFrameSkipHook, davis_palette,
+from mmkd_plugins.engine.hooks import VOSFrameSkipHook
+from mmkd_plugins.datasets.vos import (StaticVOSDataset, VOSDataset, davis_palette,
                                        read_mask, synthesize_moving_shapes, write_mask)
 
 

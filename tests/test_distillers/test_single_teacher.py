@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmengine.registry import MODELS
 
-from mmkd_plugins.distillers import SingleTeacherDistiller, TapError
+from mmkd_plugins.distillers import TapError
 from tests.helpers import cls_batch, save_random_weights, tiny_classifier_cfg
 
 
@@ -195,3 +195,13 @@ def test_gt_labels_source_hard_and_soft():
         s.set_gt_score(torch.full((10, ), 0.1))
     model(inputs, samples, mode='loss')
     assert seen['target'].shape == (3, 10)
+
+
+def test_features_not_kept_after_step_nor_recorded_in_predict(teacher_ckpt):
+    model = MODELS.build(mgd_distiller_cfg(teacher_ckpt))
+    inputs, samples = cls_batch(2)
+    model(inputs, samples, mode='loss')
+    assert 'feat' not in model.student_taps and 'feat' not in model.teacher_taps
+    model.eval()
+    model(inputs, samples, mode='predict')
+    assert 'feat' not in model.student_taps

@@ -1,5 +1,4 @@
 """End-to-end: the digits MGD distillation through tools/train.py (mmengine Runner) on CPU."""
-import copy
 import glob
 import os
 import os.path as osp

@@ -245,7 +245,6 @@ def test_data_preprocessor():
 
 
 def test_inverse_time_lr():
-    from mmengine.optim.scheduler import _ParamScheduler  # noqa: F401
     from mmengine.registry import PARAM_SCHEDULERS
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=1.0)
