@@ -32,7 +32,8 @@ def parse_args(argv=None):
     return args
 
 
-def build_config(args) -> Config:
+def load_config(args) -> Config:
+    """The config with ``--launcher``, ``--cfg-options`` and ``--work-dir`` applied."""
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -41,6 +42,11 @@ def build_config(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def build_config(args) -> Config:
+    cfg = load_config(args)
     if args.amp:
         opt = cfg.optim_wrapper
         if opt.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

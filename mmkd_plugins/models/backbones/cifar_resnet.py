@@ -5,7 +5,7 @@ convolutions (1x1 + BN) where the shape changes. ``resnet20/56``: ``stem_channel
 stage_channels=(16, 32, 64)``; ``resnet8x4/32x4``: ``stem_channels=32, stage_channels=(64, 128,
 256)``. Output: tuple of the stage outputs listed in ``out_indices`` (mmpretrain convention).
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 from mmengine.model import BaseModule
@@ -24,6 +24,23 @@ def conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1, relu: bool = True) ->
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+def forward_stages(x: Tensor, stages: Sequence[nn.Module], out_indices: Sequence[int],
+                   after_stage: Optional[Callable[[int, Tensor], Tensor]] = None) -> Tuple[Tensor, ...]:
+    """Run ``stages`` in order; return the outputs of the stages in ``out_indices``.
+
+    ``after_stage(i, x)``, when given, transforms the output of stage ``i`` before it is recorded
+    and passed on.
+    """
+    outs = []
+    for i, stage in enumerate(stages):
+        x = stage(x)
+        if after_stage is not None:
+            x = after_stage(i, x)
+        if i in out_indices:
+            outs.append(x)
+    return tuple(outs)
 
 
 class CifarBasicBlock(nn.Module):
@@ -81,13 +98,7 @@ class CifarResNet(BaseModule):
         self.out_channels = tuple(stage_channels)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        return forward_stages(self.stem(x), self.stages, self.out_indices)
 
 
 def _check_indices(out_indices: Union[int, Sequence[int]], num: int) -> Tuple[int, ...]:

@@ -12,7 +12,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .cifar_resnet import _DEFAULT_INIT, _check_indices
+from .cifar_resnet import _DEFAULT_INIT, _check_indices, forward_stages
 
 
 class PreActBlock(nn.Module):
@@ -78,12 +78,6 @@ class CifarWideResNet(BaseModule):
         self.out_channels = tuple(channels)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i == len(self.stages) - 1:
-                x = F.relu(self.final_bn(x))
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        last = len(self.stages) - 1
+        return forward_stages(self.stem(x), self.stages, self.out_indices,
+                              lambda i, y: F.relu(self.final_bn(y)) if i == last else y)

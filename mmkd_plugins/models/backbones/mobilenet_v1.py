@@ -12,7 +12,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .cifar_resnet import _DEFAULT_INIT, _check_indices
+from .cifar_resnet import _DEFAULT_INIT, _check_indices, forward_stages
 
 # (out_channels, stride) of the depthwise-separable blocks, grouped by stage
 _STAGES = (
@@ -74,10 +74,4 @@ class MobileNetV1KD(BaseModule):
         self.out_channels = tuple(channels)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        return forward_stages(self.stem(x), self.stages, self.out_indices)
