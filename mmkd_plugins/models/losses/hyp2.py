@@ -14,6 +14,7 @@ Notation (one batch): ``h`` (N, K) real-valued hash-layer outputs, ``y`` (N, C) 
 A term whose index set is empty (e.g. ``L_pos`` for a batch of all-zero labels) is 0.
 """
 import functools
+import operator
 import os.path as osp
 from typing import Dict, List, Optional
 
@@ -76,10 +77,11 @@ def hyp2_margin(hash_bits: int, num_classes: int) -> float:
         ValueError: for K outside 1..256, C < 2 (column 0 is not a margin), or C > 2**K (the table has
             no value: K bits cannot give C distinct codes). Pass ``margin=...`` explicitly then.
     """
-    if isinstance(hash_bits, bool) or not isinstance(hash_bits, int) or \
-            isinstance(num_classes, bool) or not isinstance(num_classes, int):
+    try:  # Python or numpy integers
+        hash_bits, num_classes = operator.index(hash_bits), operator.index(num_classes)
+    except TypeError:
         raise TypeError(f'hyp2_margin: hash_bits and num_classes must be integers, got '
-                        f'{hash_bits!r}, {num_classes!r}')
+                        f'{hash_bits!r}, {num_classes!r}') from None
     table = _margin_table()
     if hash_bits not in table:
         raise ValueError(f'hyp2_margin: no official margin for hash_bits={hash_bits} (the table '

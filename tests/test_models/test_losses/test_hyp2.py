@@ -177,6 +177,7 @@ def test_margin_errors():
     assert hyp2_margin(12, 2**12) == 0.8333333333333334  # the last column of the row
     with pytest.raises(TypeError, match='integers'):
         hyp2_margin(12.0, 20)
+    assert hyp2_margin(np.int64(12), np.int32(20)) == hyp2_margin(12, 20)
     with pytest.raises(ValueError, match='num_classes=1 '):
         HyP2Loss(num_classes=1, hash_bits=12)
     assert HyP2Loss(num_classes=1, hash_bits=12, margin=0.0).margin == 0.0
