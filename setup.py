@@ -54,7 +54,8 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'benchmarks')),
         include_package_data=True,
-        package_data={'mmkd_plugins': ['.mim/configs/**/*', '.mim/tools/**/*']},
+        package_data={'mmkd_plugins': ['.mim/configs/**/*', '.mim/tools/**/*',
+                                       'models/losses/data/*.txt']},
         python_requires='>=3.8',
         install_requires=read_requirements('runtime'),
         extras_require={

@@ -6,7 +6,9 @@ custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
 
 # 48-bit codes, 21 classes; the margin comes from the official (bits, classes) table
 model = dict(head=dict(hash_bits=48, num_classes=21))
-# deeper backbone: lr 0.02 for the network and the proxies (as the official code)
+# ResNet-50: lr 0.02 for the network and the proxies. This is the official code's rate for its
+# GoogLeNet (Inception-v3, 448 px) backbone, applied here to ResNet-50 by our choice: the official
+# code sets no network lr for its 'resnet' option (selecting it stops with a NameError).
 optim_wrapper = dict(optimizer=dict(lr=0.02),
                      paramwise_cfg=dict(custom_keys={'loss_module.proxies': dict(lr_mult=1.0)}))
 default_hooks = dict(

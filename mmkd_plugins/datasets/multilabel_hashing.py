@@ -11,6 +11,8 @@ Samples carry ``img_path``, ``gt_label`` (class indices, int64), ``gt_score`` (m
 ``split`` ('train', 'query' or 'database'), so mmpretrain's ``PackInputs`` yields mmpretrain-style
 data samples (add ``'split'`` to its ``meta_keys`` for evaluation with ``HashingMAP``).
 """
+import json
+import os
 import os.path as osp
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional, Sequence, Union
@@ -99,6 +101,72 @@ def voc_hashing_list(voc_root: str, image_set: str, out_file: str) -> int:
             labels[i, VOC_CLASSES.index(cls)] = 1
     write_hashing_list(out_file, [f'JPEGImages/{n}.jpg' for n in names], labels)
     return len(names)
+
+
+def flickr25k_hashing_lists(img_txt: str,
+                            targets_txt: str,
+                            perm_file: str,
+                            out_dir: str,
+                            num_query: int = 1000,
+                            num_train: int = 4000) -> Dict[str, int]:
+    """Make the official HyP2 FLICKR25K split as list files (``test.txt``, ``train.txt``,
+    ``database.txt`` in ``out_dir``: the default file names of :class:`Flickr25kHashing`).
+
+    The official code (JerryXu0129/HyP2-Loss) reads ``img.txt`` (one image file name a line, relative
+    to ``mirflickr/``), ``targets.txt`` (one row of C = 38 whitespace-separated 0/1 labels a line, same
+    order) and the fixed permutation ``flickr.txt`` (a JSON list of the N image indices). With
+    ``perm`` that list: query = ``perm[:num_query]``, train = ``perm[num_query:num_query + num_train]``,
+    database = ``perm[num_query + num_train:]``, each in permutation order.
+
+    Returns:
+        ``{'query': n_q, 'train': n_t, 'database': n_d}``.
+
+    Raises:
+        FileNotFoundError: a missing input file.
+        ValueError: row counts that differ, labels other than 0/1, a permutation that is not one of
+            ``0..N-1``, or ``num_query + num_train > N``.
+    """
+    for path in (img_txt, targets_txt, perm_file):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'FLICKR25K split: file not found: {path}')
+    with open(img_txt, encoding='utf-8') as f:
+        images = [line.strip() for line in f if line.strip()]
+    rows = []
+    with open(targets_txt, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, 1):
+            values = line.split()
+            if not values:
+                continue
+            if any(v not in ('0', '1') for v in values):
+                raise ValueError(f'{targets_txt}:{lineno}: labels must be 0 or 1')
+            if rows and len(values) != len(rows[0]):
+                raise ValueError(f'{targets_txt}:{lineno}: expected {len(rows[0])} labels, got '
+                                 f'{len(values)}')
+            rows.append([int(v) for v in values])
+    if len(rows) != len(images):
+        raise ValueError(f'FLICKR25K split: {len(images)} images in {img_txt} but {len(rows)} label '
+                         f'rows in {targets_txt}')
+    with open(perm_file, encoding='utf-8') as f:
+        try:
+            perm = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f'{perm_file}: not a JSON list of indices ({exc})') from None
+    n = len(images)
+    if not isinstance(perm, list) or sorted(perm) != list(range(n)):
+        raise ValueError(f'{perm_file}: must be a JSON list holding each index 0..{n - 1} once '
+                         f'(a permutation of the {n} images)')
+    if num_query < 0 or num_train < 0 or num_query + num_train > n:
+        raise ValueError(f'FLICKR25K split: num_query={num_query} + num_train={num_train} must be '
+                         f'non-negative and at most the {n} images')
+    labels = np.asarray(rows, dtype=np.uint8).reshape(n, -1)
+    parts = dict(query=perm[:num_query], train=perm[num_query:num_query + num_train],
+                 database=perm[num_query + num_train:])
+    files = dict(query='test.txt', train='train.txt', database='database.txt')
+    os.makedirs(out_dir, exist_ok=True)
+    for split, index in parts.items():
+        write_hashing_list(osp.join(out_dir, files[split]), [images[i] for i in index],
+                           labels[index] if index else np.zeros((0, labels.shape[1]), np.uint8))
+    return {split: len(index) for split, index in parts.items()}
 
 
 @DATASETS.register_module()
@@ -205,6 +273,8 @@ class Flickr25kHashing(MultiLabelHashingDataset):
 
     The official HyP2 code uses 38 label columns (the 24 potential labels and 14 "relevant" ones);
     other deep-hashing code uses the 24. C is taken from the list file unless ``num_classes`` is set.
+    Make the list files of the official split with :func:`flickr25k_hashing_lists`
+    (``tools/hyp2_make_flickr25k_split.py``).
     """
 
 

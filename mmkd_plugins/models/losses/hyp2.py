@@ -13,49 +13,89 @@ Notation (one batch): ``h`` (N, K) real-valued hash-layer outputs, ``y`` (N, C) 
 
 A term whose index set is empty (e.g. ``L_pos`` for a batch of all-zero labels) is 0.
 """
-import math
-from typing import Dict, Optional
+import functools
+import operator
+import os.path as osp
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-# Official margin table: column c = ceil(log2 C) -> {K bits: zeta}. The official spreadsheet stores
-# the rounded values (.333, .056, .167, .111, .083); they are the cosines (K - 2d) / K of binary
-# codes with minimum Hamming distance d, so the exact fractions are used here.
-_MARGIN_TABLE: Dict[int, Dict[int, float]] = {
-    5: {12: 1 / 3, 16: 0.0, 24: 0.0, 32: 0.0, 36: 1 / 18, 48: 0.0, 64: 0.0},
-    6: {12: 1 / 3, 16: 1 / 4, 24: 1 / 6, 32: 0.0, 36: 1 / 9, 48: 0.0, 64: 0.0},
-    7: {12: 1 / 3, 16: 1 / 4, 24: 1 / 6, 32: 1 / 8, 36: 1 / 9, 48: 1 / 12, 64: 0.0},
-}
+MARGIN_TABLE_FILE = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'hyp2_margin_table.txt')
+
+
+def read_margin_table(path: str = MARGIN_TABLE_FILE) -> Dict[int, List[float]]:
+    """Decode the compact margin table -> ``{K: [zeta of column 1, ..., zeta of column K]}``.
+
+    The file (written by ``tools/hyp2_margin_table.py`` from the authors' ``codetable.xlsx``) holds,
+    per code length K, the integer minimum Hamming distances ``d_j`` of ``2**j`` codes, run-length
+    coded (``d*n`` = n times d). The authors' value is ``1 - 2 d_j / K`` written with 16 significant
+    digits, so ``float('%.16g' % (1 - 2 * d / K))`` gives back each of their values exactly.
+    """
+    table: Dict[int, List[float]] = {}
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            try:
+                head, body = line.split(':', 1)
+                k = int(head)
+                dists: List[int] = []
+                for run in body.split():
+                    d, _, n = run.partition('*')
+                    dists.extend([int(d)] * (int(n) if n else 1))
+            except ValueError as exc:
+                raise ValueError(f'{path}:{lineno}: malformed margin-table line ({exc})') from None
+            if len(dists) != k or any(not 0 <= d <= k for d in dists):
+                raise ValueError(f'{path}:{lineno}: row K={k} must hold K distances in [0, K]')
+            table[k] = [float('%.16g' % (1 - 2 * d / k)) for d in dists]
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _margin_table() -> Dict[int, List[float]]:
+    return read_margin_table(MARGIN_TABLE_FILE)
 
 
 def hyp2_margin(hash_bits: int, num_classes: int) -> float:
-    """Margin ``zeta`` of HyP2 for ``hash_bits`` (K) and ``num_classes`` (C), from the official table.
+    """Margin ``zeta`` of HyP2 for ``hash_bits`` (K) and ``num_classes`` (C): the authors' table.
 
-    The table column is ``c = ceil(log2 C)``; ``zeta`` is (the rounded) smallest achievable maximum
-    pairwise cosine among ``2**c`` binary codes of length K. Columns 5-7 (17..128 classes) are the
-    official ones. For C <= 16 (c <= 4) this returns 0: 16 codes of length K >= 12 can be made pairwise
-    orthogonal or better (Hadamard codes), so the same construction gives 0 (an extension, not in the
-    official table).
+    The official code reads ``codetable.xlsx`` at row K, column ``j = ceil(log2 C)``. The value is the
+    largest pairwise cosine ``1 - 2d/K`` of ``2**j`` binary codes of length K with the largest
+    achievable minimum Hamming distance d (so it is negative for few classes, e.g. -1/3 for K = 12,
+    C = 3 or 4). The table covers K = 1..256 and every j = 1..K (2 <= C <= 2**K); the values are
+    returned exactly as the authors' sheet stores them.
+
+    ``j`` is computed exactly as ``(C - 1).bit_length()``. The official ``math.ceil(math.log(C, 2))``
+    gives the same column for every C below 2**29; it differs only at some exact powers of two from
+    2**29 on, where floating-point rounding moves it one column up.
 
     Raises:
-        ValueError: for K not in {12, 16, 24, 32, 36, 48, 64}, or C > 128, or C < 1.
+        ValueError: for K outside 1..256, C < 2 (column 0 is not a margin), or C > 2**K (the table has
+            no value: K bits cannot give C distinct codes). Pass ``margin=...`` explicitly then.
     """
-    if num_classes < 1:
-        raise ValueError(f'hyp2_margin: num_classes must be >= 1, got {num_classes}')
-    known_bits = sorted(_MARGIN_TABLE[5])
-    if hash_bits not in known_bits:
-        raise ValueError(f'hyp2_margin: no official margin for hash_bits={hash_bits} (table has '
-                         f'{known_bits}); pass margin=... explicitly')
-    column = math.ceil(math.log2(num_classes)) if num_classes > 1 else 0
-    if column > 7:
-        raise ValueError(f'hyp2_margin: no official margin for num_classes={num_classes} (> 128); '
-                         'pass margin=... explicitly')
-    if column <= 4:
-        return 0.0
-    return _MARGIN_TABLE[column][hash_bits]
+    try:  # Python or numpy integers
+        hash_bits, num_classes = operator.index(hash_bits), operator.index(num_classes)
+    except TypeError:
+        raise TypeError(f'hyp2_margin: hash_bits and num_classes must be integers, got '
+                        f'{hash_bits!r}, {num_classes!r}') from None
+    table = _margin_table()
+    if hash_bits not in table:
+        raise ValueError(f'hyp2_margin: no official margin for hash_bits={hash_bits} (the table '
+                         f'covers {min(table)}..{max(table)} bits); pass margin=... explicitly')
+    if num_classes < 2:
+        raise ValueError(f'hyp2_margin: no official margin for num_classes={num_classes} (the table '
+                         'starts at 2 classes); pass margin=... explicitly')
+    column = (num_classes - 1).bit_length()  # ceil(log2 C), exact for every integer C >= 2
+    row = table[hash_bits]
+    if column > len(row):
+        raise ValueError(f'hyp2_margin: no official margin for num_classes={num_classes} with '
+                         f'hash_bits={hash_bits} (column ceil(log2 C) = {column} > K: fewer than C '
+                         'distinct codes); pass margin=... explicitly')
+    return row[column - 1]
 
 
 def _check_inputs(hash_outputs: Tensor, labels: Tensor, proxies: Tensor) -> None:

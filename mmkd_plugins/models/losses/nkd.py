@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
-__all__ = ['nkd_loss', 'tf_nkd_loss', 'NKDLoss', 'TfNKDLoss', 'TaskLossWithTfNKD']
+__all__ = ['nkd_loss', 'tf_nkd_loss', 'TF_NKD_BATCH_MEANS', 'NKDLoss', 'TfNKDLoss',
+           'TaskLossWithTfNKD']
 
 _REDUCTIONS = ('none', 'mean', 'sum')
 
@@ -124,7 +125,12 @@ def nkd_loss(student_logits: Tensor,
 
 
 def _top_labels(target: Tensor, num_samples: int, num_classes: int) -> Tuple[Tensor, Tensor]:
-    """Label indices (N, K) and values (N, K): K=1 for hard labels, top-2 of soft labels."""
+    """Label indices (N, K) and values (N, K): K=1 for hard labels, top-2 of soft labels.
+
+    The top 2 come from a stable descending sort, so ties (e.g. the zeros of an un-mixed sample)
+    resolve to the lowest class index, on every device (the official code's ``torch.sort`` is not
+    guaranteed stable).
+    """
     if isinstance(target, Tensor) and target.dim() == 2 and target.size(1) == num_classes \
             and target.is_floating_point():
         if target.size(0) != num_samples:
@@ -132,37 +138,56 @@ def _top_labels(target: Tensor, num_samples: int, num_classes: int) -> Tuple[Ten
                              f'{num_samples}')
         if num_classes < 2:
             raise ValueError('tf-NKD with soft labels needs at least 2 classes')
-        values, labels = target.topk(2, dim=1)
-        return labels, values
+        values, labels = torch.sort(target, dim=1, descending=True, stable=True)
+        return labels[:, :2], values[:, :2]
     labels = _hard_labels(target, num_samples, num_classes).view(-1, 1)
     return labels, torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
 
 
-def tf_nkd_loss(student_logits: Tensor, target: Tensor, reduction: str = 'mean') -> Tensor:
+TF_NKD_BATCH_MEANS = ('all', 'labelled')
+
+
+def _check_batch_mean(batch_mean: str) -> None:
+    if batch_mean not in TF_NKD_BATCH_MEANS:
+        raise ValueError(f'batch_mean must be one of {TF_NKD_BATCH_MEANS}, got {batch_mean!r}')
+
+
+def tf_nkd_loss(student_logits: Tensor,
+                target: Tensor,
+                reduction: str = 'mean',
+                batch_mean: str = 'all') -> Tensor:
     r"""Teacher-free NKD loss (without the task CE).
 
     With :math:`y = \mathrm{softmax}(z_s)`, labels :math:`t_k` with values :math:`v_k` (``K = 1``,
     ``v = 1`` for hard labels; the top-2 entries of mixup/cutmix soft labels):
 
     .. math::
-        w_k = \mathrm{sg}\big(y_{t_k} + v_k - \tfrac{1}{N}\sum_{n} y_{n, t_k}\big),\quad
-        w_k = 0 \text{ where } v_k = 0, \qquad
+        w_{n,k} = \mathrm{sg}\big(y_{n,t_k} + v_{n,k} - \bar y_k\big),\quad
+        w_{n,k} = 0 \text{ where } v_{n,k} = 0, \qquad
         L = -\frac{1}{N} \sum_n \sum_k w_{n,k} \log y_{n, t_k}.
 
-    The batch mean of :math:`y_{t_k}` is taken, for each k, over the samples whose label value
-    :math:`v_k` is non-zero (all N samples for hard labels). A sample without a second label
-    (e.g. mixup of an image with itself) has no meaningful :math:`t_2` (``topk`` breaks the tie
-    among zeros arbitrarily), so it must not shift the mean of the others.
+    The batch mean :math:`\bar y_k` of :math:`y_{n,t_k}` is, for each k:
+
+    * ``batch_mean='all'`` (default, the official code): over all N samples,
+      :math:`\bar y_k = \frac{1}{N}\sum_n y_{n,t_k}`, including samples whose :math:`v_{n,k} = 0`
+      (their own weight is then zeroed);
+    * ``batch_mean='labelled'``: over the samples whose :math:`v_{n,k} \ne 0` only. A sample without
+      a second label (e.g. mixup of an image with itself) has no meaningful :math:`t_2` (``topk``
+      breaks the tie among zeros arbitrarily), so here it does not shift the mean of the others.
+
+    With hard labels (all :math:`v = 1`) both are the plain batch mean.
 
     Args:
         student_logits: (N, C) logits.
         target: (N,) class indices or (N, C) soft labels.
         reduction: ``'mean'`` over samples (the paper), ``'sum'`` or ``'none'`` (shape (N,)).
+        batch_mean: ``'all'`` (official) or ``'labelled'``; see above.
 
     Returns:
         Scalar (or (N,) with ``reduction='none'``).
     """
     _check_reduction(reduction)
+    _check_batch_mean(batch_mean)
     _check_logits(student_logits, 'student_logits')
     n, c = student_logits.shape
     labels, values = _top_labels(target, n, c)
@@ -171,9 +196,12 @@ def tf_nkd_loss(student_logits: Tensor, target: Tensor, reduction: str = 'mean')
     with torch.no_grad():
         y = log_y.exp()
         valid = (values != 0).to(y.dtype)
-        batch_mean = (y * valid).sum(dim=0, keepdim=True) / valid.sum(dim=0, keepdim=True).clamp(
-            min=1)
-        w = (y + values - batch_mean) * valid
+        if batch_mean == 'all':
+            mean_y = y.mean(dim=0, keepdim=True)
+        else:
+            mean_y = (y * valid).sum(dim=0, keepdim=True) / valid.sum(dim=0,
+                                                                     keepdim=True).clamp(min=1)
+        w = (y + values - mean_y) * valid
     return _reduce(-(w * log_y).sum(dim=1), reduction)
 
 
@@ -218,20 +246,29 @@ class TfNKDLoss(nn.Module):
     Args:
         loss_weight: multiplies the loss (the method itself has no hyper-parameter).
         reduction: ``'mean'`` (default), ``'sum'`` or ``'none'``.
+        batch_mean: over which samples the batch mean of ``y_t`` is taken with soft labels:
+            ``'all'`` (default, the official code) or ``'labelled'`` (only samples whose label
+            value is non-zero); see :func:`tf_nkd_loss`.
     """
 
-    def __init__(self, loss_weight: float = 1.0, reduction: str = 'mean') -> None:
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 reduction: str = 'mean',
+                 batch_mean: str = 'all') -> None:
         super().__init__()
         _check_reduction(reduction)
+        _check_batch_mean(batch_mean)
         self.loss_weight = loss_weight
         self.reduction = reduction
+        self.batch_mean = batch_mean
 
     def forward(self, student_logits: Tensor, target: Tensor) -> Tensor:
         """Args: student logits (N, C); target (N,) indices or (N, C) soft labels."""
-        return self.loss_weight * tf_nkd_loss(student_logits, target, self.reduction)
+        return self.loss_weight * tf_nkd_loss(student_logits, target, self.reduction,
+                                              self.batch_mean)
 
     def extra_repr(self) -> str:
-        return f'loss_weight={self.loss_weight}'
+        return f'loss_weight={self.loss_weight}, batch_mean={self.batch_mean!r}'
 
 
 @MODELS.register_module()
@@ -254,12 +291,14 @@ class TaskLossWithTfNKD(nn.Module):
     Args:
         task_loss: config (built in mmpretrain's registry) or module of the head's task loss.
         tf_nkd_weight: weight of the tf-NKD term.
+        batch_mean: ``'all'`` (default, official) or ``'labelled'``; see :func:`tf_nkd_loss`.
     """
 
     def __init__(self,
                  task_loss: Union[dict, nn.Module] = dict(type='CrossEntropyLoss',
                                                           loss_weight=1.0),
-                 tf_nkd_weight: float = 1.0) -> None:
+                 tf_nkd_weight: float = 1.0,
+                 batch_mean: str = 'all') -> None:
         super().__init__()
         if isinstance(task_loss, nn.Module):
             self.task_loss = task_loss
@@ -275,7 +314,7 @@ class TaskLossWithTfNKD(nn.Module):
         else:
             raise TypeError('task_loss must be a loss config dict or an nn.Module, got '
                             f'{type(task_loss).__name__}')
-        self.tf_nkd = TfNKDLoss(loss_weight=tf_nkd_weight)
+        self.tf_nkd = TfNKDLoss(loss_weight=tf_nkd_weight, batch_mean=batch_mean)
         self.last_losses: dict = {}
 
     def forward(self,

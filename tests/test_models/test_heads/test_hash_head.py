@@ -25,7 +25,7 @@ def test_forward_shapes_flatten_and_mlp():
     head.init_weights()
     assert isinstance(head.loss_module, HyP2Loss)
     assert head.loss_module.hash_bits == 12 and head.loss_module.num_classes == 4
-    assert head.loss_module.margin == 0.0  # 4 classes
+    assert head.loss_module.margin == -1 / 3  # authors' table: K = 12, 4 classes (column 2)
     linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(32, 16), (16, 10)]
     assert head.hash_layer.in_features == 10 and head.hash_layer.out_features == 12

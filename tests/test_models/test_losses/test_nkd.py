@@ -36,8 +36,12 @@ def _top2(row):
     return order, [row[i] for i in order]
 
 
-def ref_tf_nkd(zs, target):
-    """Per-sample tf-NKD loss with loops; target: list of ints or list of soft-label rows."""
+def ref_tf_nkd(zs, target, batch_mean='all'):
+    """Per-sample tf-NKD loss with loops; target: list of ints or list of soft-label rows.
+
+    batch_mean='all': mean of y_{t_k} over every sample (official); 'labelled': over the samples
+    whose k-th label value is non-zero.
+    """
     n = len(zs)
     ys = [_softmax(r) for r in zs]
     if isinstance(target[0], int):
@@ -47,8 +51,11 @@ def ref_tf_nkd(zs, target):
         idx, val = [p[0] for p in pairs], [p[1] for p in pairs]
     k_num = len(idx[0])
     means = []
-    for k in range(k_num):  # batch mean over the samples that have a k-th label (v_k != 0)
-        valid = [m for m in range(n) if val[m][k] != 0]
+    for k in range(k_num):
+        if batch_mean == 'all':
+            valid = list(range(n))
+        else:  # only the samples that have a k-th label (v_k != 0)
+            valid = [m for m in range(n) if val[m][k] != 0]
         means.append(sum(ys[m][idx[m][k]] for m in valid) / max(len(valid), 1))
     out = []
     for m in range(n):
@@ -193,6 +200,63 @@ def test_tf_nkd_matches_loops_soft(gen):
     ref = ref_tf_nkd(zs.tolist(), soft.tolist())[0]
     got = tf_nkd_loss(zs, soft, reduction='none')
     assert torch.allclose(got, torch.tensor(ref, dtype=torch.float64), atol=1e-10)
+
+
+@pytest.mark.parametrize('batch_mean', ['all', 'labelled'])
+def test_tf_nkd_batch_mean_options_match_loops(gen, batch_mean):
+    zs = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    soft = _soft_labels(7, 5, gen)
+    soft[1] = torch.eye(5, dtype=torch.float64)[4]  # un-mixed: its second label value is 0
+    soft[4] = torch.eye(5, dtype=torch.float64)[0]
+    ref = ref_tf_nkd(zs.tolist(), soft.tolist(), batch_mean)[0]
+    got = tf_nkd_loss(zs, soft, reduction='none', batch_mean=batch_mean)
+    assert torch.allclose(got, torch.tensor(ref, dtype=torch.float64), atol=1e-10)
+    module = TfNKDLoss(batch_mean=batch_mean)
+    assert torch.allclose(module(zs, soft), got.mean())
+    assert f"batch_mean='{batch_mean}'" in repr(module)
+
+
+def _official_style_tf_nkd(logits, soft):
+    """tf-NKD written the way the official code computes it: sort the soft labels, and for each of
+    the top-2 entries w = y_t + v - mean(y_t over the WHOLE batch), w = 0 where v = 0, loss
+    -= mean(w log y_t)."""
+    value, label = torch.sort(soft, descending=True, dim=-1, stable=True)
+    y = torch.softmax(logits, dim=1)
+    total = 0.
+    for i in range(2):
+        y_t = y.gather(1, label[:, i:i + 1])
+        w = y_t + value[:, i:i + 1] - y_t.mean()
+        w[value[:, i:i + 1] == 0] = 0
+        total = total - (w.detach() * torch.log(y_t)).mean()
+    return total
+
+
+def test_tf_nkd_default_is_official_all_sample_mean(gen):
+    """The default batch mean runs over ALL samples (the official code), zeros included; the
+    former behaviour (mean over labelled samples) is the named option 'labelled' and differs."""
+    zs = torch.randn(6, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    soft = _soft_labels(6, 8, gen)
+    soft[0] = torch.eye(8, dtype=torch.float64)[3]
+    soft[2] = torch.eye(8, dtype=torch.float64)[7]
+    official = _official_style_tf_nkd(zs, soft)
+    default = tf_nkd_loss(zs, soft)
+    assert torch.allclose(default, official, atol=1e-12)
+    g_official = torch.autograd.grad(official, zs)[0]
+    g_default = torch.autograd.grad(tf_nkd_loss(zs, soft), zs)[0]
+    assert torch.allclose(g_default, g_official, atol=1e-12)
+    labelled = tf_nkd_loss(zs, soft, batch_mean='labelled')
+    assert not torch.allclose(default, labelled)
+    # hard labels: both options are the plain batch mean
+    y = torch.randint(8, (6, ), generator=gen)
+    assert torch.allclose(tf_nkd_loss(zs, y), tf_nkd_loss(zs, y, batch_mean='labelled'))
+    # the head-loss wrapper passes the option on
+    wrapped = TaskLossWithTfNKD(task_loss=_RecordingCE(), batch_mean='labelled')
+    assert wrapped.tf_nkd.batch_mean == 'labelled'
+    assert TaskLossWithTfNKD(task_loss=_RecordingCE()).tf_nkd.batch_mean == 'all'
+    with pytest.raises(ValueError, match='batch_mean'):
+        tf_nkd_loss(zs, soft, batch_mean='valid')
+    with pytest.raises(ValueError, match='batch_mean'):
+        TfNKDLoss(batch_mean='mean')
 
 
 def test_tf_nkd_onehot_soft_differs_from_hard_only_by_batch_mean(gen):
