@@ -69,6 +69,7 @@ def test_bct_gradcheck():
 
 def test_bct_loss_synthesises_new_class_rows():
     g = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
     fc = nn.Linear(4, 3)   # old classifier knows classes 0..2
     fc.requires_grad_(False)
     loss = BCTLoss(num_classes=5, loss_weight=0.5)
@@ -91,7 +92,9 @@ def test_bct_loss_synthesises_new_class_rows():
     ref_raw = 0.5 * np.mean([_ce([float(new[i].detach().numpy() @ rows_raw[c] + bias[c]) for c in range(5)],
                                  int(y[i])) for i in range(6)])
     assert raw(new=new, old=old, labels=y).item() == pytest.approx(ref_raw, rel=1e-5)
-    assert abs(ref_raw - ref) > 1e-3
+    w_norm = BCTLoss(num_classes=5).full_old_weight(fc.weight, fc.bias, old, y)[0]
+    assert torch.allclose(w_norm[3:], torch.from_numpy(np.stack(rows[3:])).float(), atol=1e-6)
+    assert not torch.allclose(w_norm[3:], torch.from_numpy(np.stack(rows_raw[3:])).float(), atol=1e-2)
     got.backward()
     assert new.grad.abs().sum() > 0 and fc.weight.grad is None
     # the old classifier is not part of the loss's state
@@ -487,7 +490,7 @@ def test_bict_transform_loss_and_fit(tmp_path):
     assert bict_transform_loss(pred, tgt).item() == pytest.approx(((pred - tgt) ** 2).mean().item())
     cos = [float(_norm(pred[i].numpy()) @ _norm(tgt[i].numpy())) for i in range(4)]
     assert bict_transform_loss(pred, tgt, 'cosine').item() == pytest.approx(1 - np.mean(cos), rel=1e-5)
-    assert BiCTTransformLoss(loss_weight=2.)(pred, tgt).item() == pytest.approx(
+    assert BiCTTransformLoss('regression', loss_weight=2.)(pred, tgt).item() == pytest.approx(
         2 * ((pred - tgt) ** 2).mean().item())
     with pytest.raises(ValueError, match='output dim 3 != new embedding dim 2'):
         bict_transform_loss(pred, tgt[:, :2])
@@ -495,13 +498,65 @@ def test_bict_transform_loss_and_fit(tmp_path):
     g = torch.Generator().manual_seed(10)
     old = torch.randn(256, 6, generator=g)
     new = old @ torch.randn(6, 5, generator=g)
-    psi = fit_bict_transformation(old, new, hidden_dim=32, epochs=60, batch_size=64, lr=5e-3)
+    psi = fit_bict_transformation(old, new, hidden_dim=32, epochs=60, batch_size=64, lr=5e-3,
+                                  objective='regression')
+    assert psi.objective == 'regression'
     start = BiCTTransformation(6, 5, 32)
     with torch.no_grad():
         assert bict_transform_loss(psi(old), new) < 0.1 * bict_transform_loss(start(old), new)
     path = str(tmp_path / 'psi.pth')
     save_transformation(path, psi)
     with torch.no_grad():
-        assert torch.allclose(load_transformation(path)(old), psi(old))
+        loaded = load_transformation(path)
+        assert torch.allclose(loaded(old), psi(old)) and loaded.objective == 'regression'
     with pytest.raises(ValueError, match=r'expects \(N, 6\)'):
         psi(torch.randn(2, 5))
+
+
+def test_bict_objectives_match_direct():
+    g = torch.Generator().manual_seed(14)
+    pred, tgt = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    y = torch.tensor([0, 2, 1, 3, 2])
+    fc = nn.Linear(3, 4)
+    ce = np.mean([_ce([float(pred[i] @ fc.weight[c] + fc.bias[c]) for c in range(4)], int(y[i]))
+                  for i in range(5)])
+    assert bict_classifier_loss(pred, y, fc.weight, fc.bias).item() == pytest.approx(ce, rel=1e-5)
+    # default objective: 'new_classifier' through the bound (frozen) new classifier, regression weight 0
+    loss = BiCTTransformLoss()
+    assert loss.objective == 'new_classifier' and loss.regression_weight == 0
+    loss.bind_new_classifier(fc)
+    p = pred.clone().requires_grad_(True)
+    got = loss(p, tgt, y)
+    assert got.item() == pytest.approx(ce, rel=1e-5)
+    got.backward()
+    assert p.grad.abs().sum() > 0 and fc.weight.grad is None   # the classifier is frozen
+    mse = ((pred - tgt) ** 2).mean().item()
+    mixed = BiCTTransformLoss(regression_weight=0.5, loss_weight=2.0)
+    assert mixed(pred, tgt, y, new_weight=fc.weight, new_bias=fc.bias).item() == pytest.approx(
+        2 * (ce + 0.5 * mse), rel=1e-5)
+    # 'regression' alone
+    assert BiCTTransformLoss(objective='regression')(pred, tgt).item() == pytest.approx(mse, rel=1e-6)
+    with pytest.raises(ValueError, match='objective must be one of'):
+        BiCTTransformLoss(objective='mse')
+    with pytest.raises(ValueError, match="needs the new model's classifier"):
+        BiCTTransformLoss()(pred, tgt, y)
+    with pytest.raises(ValueError, match='needs `labels`'):
+        loss(pred, tgt)
+    with pytest.raises(ValueError, match='needs `target`'):
+        BiCTTransformLoss(objective='regression')(pred)
+
+
+def test_bict_fit_new_classifier_objective():
+    # classes separable in the new classifier's space: psi learns to land old embeddings on the right side
+    g = torch.Generator().manual_seed(15)
+    y = torch.arange(200) % 4
+    old = torch.randn(200, 6, generator=g) * 0.3 + torch.eye(6)[y] * 2
+    fc = nn.Linear(5, 4)
+    psi = fit_bict_transformation(old, None, hidden_dim=32, epochs=40, batch_size=50, lr=5e-3,
+                                  labels=y, new_weight=fc.weight.detach(), new_bias=fc.bias.detach())
+    assert psi.objective == 'new_classifier' and psi.new_dim == 5
+    with torch.no_grad():
+        acc = (fc(psi(old)).argmax(1) == y).float().mean().item()
+    assert acc > 0.9
+    with pytest.raises(ValueError, match="'new_classifier' needs labels"):
+        fit_bict_transformation(old, None)
