@@ -164,6 +164,9 @@ class BCTLoss(nn.Module):
             raw features (deviation, kept as an option).
         normalize_synthesized: L2-normalise synthesised rows and rescale them to the mean norm of the old
             rows (deviation, off by default).
+        synthesized_file: optional embedding file (``tools/extract_embeddings.py`` with the OLD model on the
+            NEW training set, labelled): the rows are then fixed class means computed once from it, as
+            openBCT's separate pseudo-classifier pass, instead of running means over the training batches.
         loss_weight: the lambda of ``L_new + lambda * L_influence``.
         reduction: 'mean' | 'sum' | 'none'.
     """
@@ -173,6 +176,7 @@ class BCTLoss(nn.Module):
                  synthesize_new_classes: bool = True,
                  normalize_old_features: bool = True,
                  normalize_synthesized: bool = False,
+                 synthesized_file: Optional[str] = None,
                  loss_weight: float = 1.0,
                  reduction: str = 'mean') -> None:
         super().__init__()
@@ -183,6 +187,18 @@ class BCTLoss(nn.Module):
         self.loss_weight = loss_weight
         self.reduction = reduction
         self.bank = ClassMeanBank(num_classes) if (num_classes and synthesize_new_classes) else None
+        self.fixed = synthesized_file is not None
+        if self.fixed:
+            if self.bank is None:
+                raise ValueError('BCTLoss: synthesized_file needs num_classes and synthesize_new_classes')
+            from ..compatible.embedding_io import class_means, load_embeddings
+            data = load_embeddings(synthesized_file)
+            if 'labels' not in data:
+                raise ValueError(f'{synthesized_file}: synthesised rows need labels, the file has none')
+            emb = data['embeddings'].float()
+            if normalize_old_features:
+                emb = F.normalize(emb, dim=1)
+            self.bank.set_means(class_means(emb, data['labels'].long(), num_classes))
         self._old_classifier: Tuple[nn.Module, ...] = ()  # tuple: not a submodule (frozen, not saved)
 
     def bind_old_classifier(self, module: nn.Module) -> None:
@@ -214,7 +230,12 @@ class BCTLoss(nn.Module):
         if self.num_classes < num_old:
             raise ValueError(f'BCTLoss: num_classes={self.num_classes} is smaller than the old classifier '
                              f'({num_old} rows)')
-        if old is None:
+        if self.fixed:   # rows from synthesized_file: no update, no collective
+            means, seen = self.bank.means()
+            if means.shape[1] != old_weight.shape[1]:
+                raise ValueError(f'BCTLoss: synthesized_file has {means.shape[1]}-d embeddings but the old '
+                                 f'classifier expects {old_weight.shape[1]}')
+        elif old is None:
             if not bool(is_old.all()):
                 raise ValueError('BCTLoss: new-class rows are synthesised from old features: pass `old` '
                                  "(e.g. inputs=dict(old='teacher.emb'))")
@@ -228,9 +249,10 @@ class BCTLoss(nn.Module):
             new_feats = old.detach()[~is_old]
             if self.normalize_old_features:
                 new_feats = F.normalize(new_feats, dim=1)
-        # always entered (zero rows allowed): the bank all-reduces its batch sums under DDP
-        self.bank.update(new_feats.float(), labels[~is_old])
-        means, seen = self.bank.means()
+        if not self.fixed:
+            # always entered (zero rows allowed): the bank all-reduces its batch sums under DDP
+            self.bank.update(new_feats.float(), labels[~is_old])
+            means, seen = self.bank.means()
         synth = means[num_old:].to(old_weight)
         if self.normalize_synthesized:
             synth = F.normalize(synth, dim=1) * old_weight.norm(dim=1).mean()

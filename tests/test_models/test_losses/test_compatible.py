@@ -105,6 +105,27 @@ def test_bct_loss_synthesises_new_class_rows():
                                                                  old_bias=fc.bias).item() > 0
 
 
+def test_bct_loss_rows_from_a_synthesized_file(tmp_path):
+    """openBCT's separate pseudo-classifier pass: fixed rows = class means of the normalised old embeddings
+    of the new training set, read once from an embedding file (no online update)."""
+    from mmkd_plugins.models.compatible import save_embeddings
+    g = torch.Generator().manual_seed(16)
+    emb, lab = torch.randn(12, 4, generator=g), torch.arange(12) % 5
+    path = str(tmp_path / 'train_old.pth')
+    save_embeddings(path, emb, lab)
+    fc = nn.Linear(4, 3)
+    loss = BCTLoss(num_classes=5, synthesized_file=path)
+    new, old, y = torch.randn(4, 4, generator=g), torch.randn(4, 4, generator=g), torch.tensor([0, 3, 4, 1])
+    w, b, valid = loss.full_old_weight(fc.weight, fc.bias, old, y)
+    on = torch.nn.functional.normalize(emb, dim=1)
+    assert torch.allclose(w[3:], torch.stack([on[lab == c].mean(0) for c in (3, 4)]), atol=1e-6)
+    assert valid.all()
+    w2, _, _ = loss.full_old_weight(fc.weight, fc.bias, 10 * old, y)   # batches do not move the rows
+    assert torch.equal(w, w2)
+    with pytest.raises(ValueError, match='has 4-d embeddings but the old classifier expects 3'):
+        loss.full_old_weight(fc.weight[:, :3], fc.bias, old[:, :3], y)
+
+
 def test_bct_loss_skip_or_error_for_new_classes():
     fc = nn.Linear(4, 3)
     new, y = torch.randn(3, 4), torch.tensor([0, 5, 1])
