@@ -7,7 +7,9 @@ model = dict(distill_losses=dict(
     _delete_=True,
     loss_unibct=dict(type='UniBCTLoss', num_classes=1000, loss_weight=1.0,
                      inputs=dict(new='student.emb', labels='gt_labels'))))
-custom_hooks = [dict(type='UniBCTPrototypeHook', epochs=(40, 80), lam=0.9, temperature=0.05)]
+custom_hooks = [
+    dict(type='UniBCTPrototypeHook', epochs=(40, 80), lam=0.9, temperature=0.05, num_workers=8)
+]
 val_evaluator = [
     dict(type='Accuracy', topk=(1, 5)),
     dict(type='HotRefreshMetric', fractions=11, order='entropy', num_queries=5000, topk=100),

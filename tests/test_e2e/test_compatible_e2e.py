@@ -66,7 +66,8 @@ def runs(tmp_path_factory):
     for name, cfg in (('bict', 'digits_bict_transformation.py'),
                       ('bict_regression', 'digits_bict_transformation_regression.py')):
         out[name] = train_and_test(cfg, root / name, f'model.student.old_ckpt={out["old"]}',
-                                   f'model.teacher_ckpt={out["bct_student"]}', 'optim_wrapper.optimizer.lr=0.005')
+                                   f'model.teacher_ckpt={out["bct_student"]}',
+                                   'optim_wrapper.optimizer.lr=0.005')
     return out
 
 

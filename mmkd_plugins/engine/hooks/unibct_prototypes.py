@@ -72,6 +72,10 @@ class UniBCTPrototypeHook(Hook):
         temperature: T of the edge softmax (0.05).
         edge_softmax: 'column' (paper / reference) or 'row'.
         batch_size: batch size of the embedding pass (default: the train dataloader's).
+        num_workers: loader processes of the embedding pass.
+
+    The pass runs over the training dataset with its own pipeline, unshuffled (as the reference, which
+    embeds its training loader without shuffling).
     """
 
     priority = 'NORMAL'
@@ -81,7 +85,8 @@ class UniBCTPrototypeHook(Hook):
                  lam: float = 0.9,
                  temperature: float = 0.05,
                  edge_softmax: str = 'column',
-                 batch_size: Optional[int] = None) -> None:
+                 batch_size: Optional[int] = None,
+                 num_workers: int = 0) -> None:
         if not epochs or any(int(e) < 0 for e in epochs):
             raise ValueError(f'UniBCTPrototypeHook: epochs must be a non-empty list of epochs >= 0, got '
                              f'{epochs!r}')
@@ -90,7 +95,7 @@ class UniBCTPrototypeHook(Hook):
                              f'got {edge_softmax!r}')
         self.epochs = sorted(int(e) for e in epochs)
         self.lam, self.temperature, self.edge_softmax = lam, temperature, edge_softmax
-        self.batch_size = batch_size
+        self.batch_size, self.num_workers = batch_size, num_workers
 
     def before_train(self, runner) -> None:
         if not _unibct_losses(runner.model):
@@ -114,7 +119,8 @@ class UniBCTPrototypeHook(Hook):
             raise ValueError(f'UniBCTPrototypeHook: training labels outside [0, {num_classes})')
         rank, world = dist.get_rank(), dist.get_world_size()
         mine = np.nonzero(labels % world == rank)[0]
-        emb = embed_old_and_new(model, subset_loader(dataloader, mine.tolist(), self.batch_size))
+        emb = embed_old_and_new(model, subset_loader(dataloader, mine.tolist(), self.batch_size,
+                                                        self.num_workers))
         device = next(getattr(model, 'module', model).parameters()).device
         if emb['old'] is not None:
             protos, valid = structural_prototypes(emb['old'], emb['new'], emb['labels'], num_classes,
