@@ -219,7 +219,8 @@ class HotRefreshMetric(BaseMetric):
     ``predict`` sets them), ``gt_label``, and optionally ``old_logits`` (uncertainty orders) and
     ``bict_emb`` (psi(old) gallery) with ``bict_objective`` (psi's training objective, which then names
     every BiCT key: ``mAP_new_bict_<objective>``, ``bict_<objective>_mAP@f...``). Every item is a query
-    against all other items (leave-one-out) unless the samples carry a boolean ``is_query`` (then queries = is_query, gallery = the rest).
+    against all other items (leave-one-out) unless the samples carry a boolean ``is_query`` (then
+    queries = is_query, gallery = the rest).
 
     Args:
         fractions: number of evenly spaced f in [0, 1] (int) or the list of f.
