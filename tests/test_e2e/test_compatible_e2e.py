@@ -224,3 +224,35 @@ def test_bict_student_keeps_old_weights(tmp_path):
     preds = student(inputs, samples, mode='predict')
     assert preds[0].bict_emb.shape == (12, ) and preds[0].old_logits.shape == (6, )
     assert student(inputs, samples, mode='loss') == {}
+
+
+def test_bict_distiller_binds_the_new_classifier_and_names_the_objective(tmp_path):
+    """teacher_role='new': the frozen new model's head.fc is bound to BiCTTransformLoss ('new_classifier'),
+    the loss equals CE(W_new psi(phi_old(x)) + b_new, y), and predictions carry the objective."""
+    from mmengine.registry import MODELS
+    from tests.helpers import cls_batch, save_random_weights
+    torch.manual_seed(0)
+    old_cfg, new_cfg = _tiny(2, 6, 8), _tiny(4, 10, 12)
+    save_random_weights(old_cfg, str(tmp_path / 'old.pth'), seed=3)
+    save_random_weights(new_cfg, str(tmp_path / 'new.pth'), seed=4)
+    model = MODELS.build(dict(
+        type='CompatibleDistiller', teacher_role='new', old_classifier=None, new_classifier='head.fc',
+        student=dict(type='BiCTTransformStudent', old_model=old_cfg, old_ckpt=str(tmp_path / 'old.pth'),
+                     transformation=dict(type='BiCTTransformation', old_dim=8, new_dim=12, hidden_dim=16)),
+        teacher=new_cfg, teacher_ckpt=str(tmp_path / 'new.pth'), teacher_forward='extract_feat',
+        student_taps=dict(upgraded='transformation'), teacher_taps=dict(emb=dict(module='neck', idx=-1)),
+        distill_losses=dict(loss_bict=dict(type='BiCTTransformLoss', inputs=dict(
+            pred='student.upgraded', target='teacher.emb', labels='gt_labels')))))
+    fc = model.teacher.head.fc
+    assert model.distill_losses['loss_bict']._new_classifier[0] is fc
+    inputs, samples = cls_batch(4, 16, 10)
+    losses = model(inputs, samples, mode='loss')
+    with torch.no_grad():
+        upgraded = model.student(inputs, mode='tensor')
+        labels = torch.cat([s.gt_label for s in samples])
+        ref = torch.nn.functional.cross_entropy(fc(upgraded), labels)
+    assert losses['distill.loss_bict'].item() == pytest.approx(ref.item(), rel=1e-5)
+    losses['distill.loss_bict'].backward()
+    assert fc.weight.grad is None and model.student.transformation.mlp[0].weight.grad is not None
+    preds = model(inputs, samples, mode='predict')
+    assert all(p.bict_objective == 'new_classifier' for p in preds)
