@@ -91,13 +91,24 @@ def test_bict_upgrade_fit_and_apply(files, tmp_path):
 def test_bict_upgrade_new_classifier_objective(files, tmp_path, capsys):
     """Default objective 'new_classifier': psi trained through the new model's frozen classifier (read
     from its checkpoint); the objective names the upgraded file and the evaluation's BiCT entries."""
+    # the random-init old model embeds every image almost identically: use separable old embeddings
+    old = load_embeddings(files['old'])
+    g = torch.Generator().manual_seed(0)
+    sep = torch.eye(32)[old['labels']] * 2 + 0.1 * torch.randn(len(old['labels']), 32, generator=g)
+    fit_old = str(tmp_path / 'fit_old.pth')
+    save_embeddings(fit_old, sep, old['labels'], indices=old['indices'])
     out = str(tmp_path / 'up_cls.pth')
-    bict_upgrade.main([files['old'], out, '--fit-old', files['old'], '--new-checkpoint', files['new_ckpt'],
-                       '--hidden-dim', '64', '--epochs', '100', '--lr', '0.01'])
-    up, old = load_embeddings(out), load_embeddings(files['old'])
+    bict_upgrade.main([files['old'], out, '--fit-old', fit_old, '--new-checkpoint', files['new_ckpt'],
+                       '--hidden-dim', '64', '--epochs', '100', '--lr', '0.01', '--save-transformation',
+                       str(tmp_path / 'psi_cls.pth')])
+    up = load_embeddings(out)
     assert up['meta']['bict_objective'] == 'new_classifier' and up['embeddings'].shape[1] == 48
+    from mmkd_plugins.models.compatible import load_transformation
+    psi = load_transformation(str(tmp_path / 'psi_cls.pth'))
+    assert psi.objective == 'new_classifier'
     state = torch.load(files['new_ckpt'])['state_dict']
-    logits = up['embeddings'] @ state['head.fc.weight'].t() + state['head.fc.bias']
+    with torch.no_grad():
+        logits = psi(sep) @ state['head.fc.weight'].t() + state['head.fc.bias']
     assert (logits.argmax(1) == old['labels']).float().mean() > 0.9   # fitted through the classifier
     res = backfill_tool.main(['evaluate', '--query', files['new'], '--old-query', files['old'],
                               '--old-gallery', files['old'], '--new-gallery', files['new'],
