@@ -93,8 +93,8 @@ def main():
              f'classes, new: 10), held-out test split (360 images) as queries and gallery (leave-one-out). '
              f'{args.epochs} epochs per model. Old: ResNet-18 w4 + 32-d embedding; new: ResNet-18 w8 + 48-d '
              'embedding (truncated to 32-d against old embeddings). UniBCT prototypes refreshed at the start '
-             f'of epochs {refresh} (0-based; the reference\'s 10 and 20 of 25). BiCT: psi on top of the BCT '
-             'model, one row per objective.', '',
+             f'of epochs {refresh} (0-based; the spec\'s 10 and 20 of 25 at the same fractions). BiCT: psi '
+             'on top of the BCT model, one row per objective.', '',
              f'Measured with `python benchmarks/compatible_digits.py --epochs {args.epochs} --threads '
              f'{args.threads}` on {cpu} ({os.cpu_count()} cores, shared with other jobs), torch '
              f'{torch.__version__} with {args.threads} thread(s), CPU only: {elapsed:.0f} s wall in all '
