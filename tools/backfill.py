@@ -82,7 +82,8 @@ def evaluate(args) -> dict:
                             g_old['labels'], order, list(np.linspace(0, 1, args.fractions)),
                             q_old=None if q_old is None else q_old['embeddings'],
                             g_bict=None if g_bict is None else g_bict['embeddings'],
-                            exclude=exclude if exclude.any() else None, topk=args.topk)
+                            exclude=exclude if exclude.any() else None, topk=args.topk,
+                            bict_objective=None if g_bict is None else g_bict['meta'].get('bict_objective'))
     print(f'hot-refresh evaluation: {query["embeddings"].shape[0]} queries, {g_old["embeddings"].shape[0]} '
           f'gallery items, {args.order} backfill order')
     print(format_hot_refresh(res))

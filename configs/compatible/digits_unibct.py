@@ -1,10 +1,15 @@
-# UniBCT: new-model cross-entropy + cosine-softmax compatibility loss against old-model class prototypes
-# (class means of the old embeddings on the new training data) after kNN-graph structural refinement.
+# UniBCT: new-model cross-entropy + CE over normalise(f) . P against the fixed old prototypes P (structural
+# refinement within each class: edges from the new model's embeddings, Eq. 9-10), recomputed with the
+# current new model by UniBCTPrototypeHook. Reference: refresh at epochs 10 and 20 of 25, term on from the
+# first refresh; here the same fractions of the 12 epochs: 5 and 10 (0-based epoch at whose start it runs).
 _base_ = ['./_compatible_base.py']
 model = dict(distill_losses=dict(loss_unibct=dict(
-    type='UniBCTLoss', num_classes=10, scale=16.0, margin=0.0,
-    refine=dict(k=3, temperature=0.1, num_iters=1, alpha=0.0), loss_weight=1.0,
-    inputs=dict(new='student.emb', old='teacher.emb', labels='gt_labels'))))
+    type='UniBCTLoss', num_classes=10, loss_weight=1.0,
+    inputs=dict(new='student.emb', labels='gt_labels'))))
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(type='UniBCTPrototypeHook', epochs=(5, 10), lam=0.9, temperature=0.05)
+]
 val_evaluator = [
     dict(type='Accuracy', topk=(1, )),
     dict(type='HotRefreshMetric', fractions=11, order='entropy', plot_file='hot_refresh.png'),

@@ -55,21 +55,24 @@ def runs(tmp_path_factory):
     old = f'model.teacher_ckpt={out["old"]}'
     backfill = dict(type='BackfillHook', gallery_file=out['old_gallery'], order='entropy', num_steps=4,
                     out_dir=str(root / 'backfill'))
+    # UniBCT: prototypes refreshed at the start of epochs 1 and 2 (0-based) of 3, term on from epoch 1
+    extra = dict(unibct=['custom_hooks.1.epochs=[1,2]'])
     for method in ('bct', 'ract', 'unibct'):
-        out[method] = train_and_test(f'digits_{method}.py', root / method, old,
+        out[method] = train_and_test(f'digits_{method}.py', root / method, old, *extra.get(method, []),
                                      hooks=[backfill] if method == 'bct' else [])
     out['independent'] = train_and_test('digits_new_model.py', root / 'independent')
     out['bct_student'] = str(root / 'bct_student.pth')
     convert_kd_ckpt_to_student.convert(out['bct'][0], out['bct_student'])
-    out['bict'] = train_and_test('digits_bict_transformation.py', root / 'bict',
-                                 f'model.student.old_ckpt={out["old"]}',
-                                 f'model.teacher_ckpt={out["bct_student"]}',
-                                 'optim_wrapper.optimizer.lr=0.005')
+    for name, cfg in (('bict', 'digits_bict_transformation.py'),
+                      ('bict_regression', 'digits_bict_transformation_regression.py')):
+        out[name] = train_and_test(cfg, root / name, f'model.student.old_ckpt={out["old"]}',
+                                   f'model.teacher_ckpt={out["bct_student"]}',
+                                   'optim_wrapper.optimizer.lr=0.005')
     return out
 
 
 def test_every_method_gives_a_hot_refresh_curve(runs):
-    for method in ('bct', 'ract', 'unibct', 'bict'):
+    for method in ('bct', 'ract', 'unibct', 'bict', 'bict_regression'):
         m = runs[method][1]
         assert all(math.isfinite(v) for v in m.values()), (method, m)
         # f = 0 is the cross-model number, f = 1 the new-model number
@@ -78,7 +81,10 @@ def test_every_method_gives_a_hot_refresh_curve(runs):
         assert m['hot_refresh/old_NFR@f0.00'] >= 0
     assert osp.getsize(next(runs['root'].glob('bct/*/hot_refresh.png'))) > 1000
     assert 'face_verif/new-old/TAR@FAR=0.1' in runs['unibct'][1]
-    assert 'hot_refresh/mAP_new_bict' in runs['bict'][1]
+    # every BiCT result names its objective
+    assert 'hot_refresh/mAP_new_bict_new_classifier' in runs['bict'][1]
+    assert 'hot_refresh/mAP_new_bict_regression' in runs['bict_regression'][1]
+    assert not any(k.endswith('mAP_new_bict') for k in {**runs['bict'][1], **runs['bict_regression'][1]})
 
 
 def test_compatible_training_beats_independent_upgrade(runs):
@@ -91,9 +97,10 @@ def test_compatible_training_beats_independent_upgrade(runs):
                               '--new-gallery', q, '--fractions', '3'])
     for method in ('bct', 'ract', 'unibct'):   # (about 0.4 against 0.2 at the time of writing)
         assert runs[method][1]['hot_refresh/mAP_new_old'] > res['table']['mAP(new,old)'] + 0.1, method
-    # BiCT: the upgraded old gallery serves new queries better than the raw old gallery (about 0.53 / 0.39)
-    m = runs['bict'][1]
-    assert m['hot_refresh/mAP_new_bict'] > m['hot_refresh/mAP_new_old'] + 0.05
+    # BiCT, both objectives: the upgraded old gallery serves new queries better than the raw old gallery
+    for name, objective in (('bict', 'new_classifier'), ('bict_regression', 'regression')):
+        m = runs[name][1]
+        assert m[f'hot_refresh/mAP_new_bict_{objective}'] > m['hot_refresh/mAP_new_old'] + 0.05, name
 
 
 def test_backfill_hook_and_tools_agree_with_the_metric(runs):
@@ -116,11 +123,13 @@ def test_backfill_hook_and_tools_agree_with_the_metric(runs):
                               '--plot', plot])
     assert osp.getsize(plot) > 1000
     m = runs['bict'][1]     # the BiCT run evaluates the same models on the same split
-    for key in ('mAP(new,old)', 'mAP(old,old)', 'mAP(new,new)', 'mAP(new,bict)'):
+    assert res['bict_objective'] == 'new_classifier'   # read from the training checkpoint's config
+    for key in ('mAP(new,old)', 'mAP(old,old)', 'mAP(new,new)', 'mAP(new,bict_new_classifier)'):
         metric_key = 'hot_refresh/' + key.replace('(', '_').replace(',', '_').replace(')', '')
         assert res['table'][key] == pytest.approx(m[metric_key], abs=1e-4), key
-    for row in res['curves']['bict']:
-        assert row['mAP'] == pytest.approx(m[f'hot_refresh/bict_mAP@f{row["f"]:.2f}'], abs=1e-4)
+    for row in res['curves']['bict_new_classifier']:
+        assert row['mAP'] == pytest.approx(m[f'hot_refresh/bict_new_classifier_mAP@f{row["f"]:.2f}'],
+                                           abs=1e-4)
 
 
 def test_imagenet_configs_build_and_step():
@@ -149,11 +158,19 @@ def test_imagenet_configs_build_and_step():
     assert model.student.backbone.conv1.weight.grad is not None
     assert all(p.grad is None for p in model.teacher.parameters())
     new, old_emb = torch.randn(4, 2048, requires_grad=True), torch.randn(4, 512)
-    for m in ('ract', 'unibct'):
-        loss_cfg = cfgs[m].model.distill_losses[f'loss_{m}'].to_dict()
-        loss_cfg.pop('inputs')
-        value = MODELS.build(loss_cfg)(new=new, old=old_emb, labels=torch.tensor(labels))
-        assert torch.isfinite(value) and value > 0
+    loss_cfg = cfgs['ract'].model.distill_losses['loss_ract'].to_dict()
+    loss_cfg.pop('inputs')
+    value = MODELS.build(loss_cfg)(new=new, old=old_emb, labels=torch.tensor(labels))
+    assert torch.isfinite(value) and value > 0
+    # UniBCT: prototypes from the hook at the start of epochs 40 and 80 (the reference's 10 and 20 of 25)
+    assert [h['epochs'] for h in cfgs['unibct'].custom_hooks if h['type'] == 'UniBCTPrototypeHook'] == [
+        (40, 80)]
+    loss_cfg = cfgs['unibct'].model.distill_losses['loss_unibct'].to_dict()
+    assert set(loss_cfg.pop('inputs')) == {'new', 'labels'}
+    unibct = MODELS.build(loss_cfg)
+    unibct.set_prototypes(torch.randn(1000, 512))
+    value = unibct(new=new, labels=torch.tensor(labels))
+    assert torch.isfinite(value) and value > 0
 
 
 def _tiny(width, num_classes, emb):
@@ -207,3 +224,35 @@ def test_bict_student_keeps_old_weights(tmp_path):
     preds = student(inputs, samples, mode='predict')
     assert preds[0].bict_emb.shape == (12, ) and preds[0].old_logits.shape == (6, )
     assert student(inputs, samples, mode='loss') == {}
+
+
+def test_bict_distiller_binds_the_new_classifier_and_names_the_objective(tmp_path):
+    """teacher_role='new': the frozen new model's head.fc is bound to BiCTTransformLoss ('new_classifier'),
+    the loss equals CE(W_new psi(phi_old(x)) + b_new, y), and predictions carry the objective."""
+    from mmengine.registry import MODELS
+    from tests.helpers import cls_batch, save_random_weights
+    torch.manual_seed(0)
+    old_cfg, new_cfg = _tiny(2, 6, 8), _tiny(4, 10, 12)
+    save_random_weights(old_cfg, str(tmp_path / 'old.pth'), seed=3)
+    save_random_weights(new_cfg, str(tmp_path / 'new.pth'), seed=4)
+    model = MODELS.build(dict(
+        type='CompatibleDistiller', teacher_role='new', old_classifier=None, new_classifier='head.fc',
+        student=dict(type='BiCTTransformStudent', old_model=old_cfg, old_ckpt=str(tmp_path / 'old.pth'),
+                     transformation=dict(type='BiCTTransformation', old_dim=8, new_dim=12, hidden_dim=16)),
+        teacher=new_cfg, teacher_ckpt=str(tmp_path / 'new.pth'), teacher_forward='extract_feat',
+        student_taps=dict(upgraded='transformation'), teacher_taps=dict(emb=dict(module='neck', idx=-1)),
+        distill_losses=dict(loss_bict=dict(type='BiCTTransformLoss', inputs=dict(
+            pred='student.upgraded', target='teacher.emb', labels='gt_labels')))))
+    fc = model.teacher.head.fc
+    assert model.distill_losses['loss_bict']._new_classifier[0] is fc
+    inputs, samples = cls_batch(4, 16, 10)
+    losses = model(inputs, samples, mode='loss')
+    with torch.no_grad():
+        upgraded = model.student(inputs, mode='tensor')
+        labels = torch.cat([s.gt_label for s in samples])
+        ref = torch.nn.functional.cross_entropy(fc(upgraded), labels)
+    assert losses['distill.loss_bict'].item() == pytest.approx(ref.item(), rel=1e-5)
+    losses['distill.loss_bict'].backward()
+    assert fc.weight.grad is None and model.student.transformation.mlp[0].weight.grad is not None
+    preds = model(inputs, samples, mode='predict')
+    assert all(p.bict_objective == 'new_classifier' for p in preds)

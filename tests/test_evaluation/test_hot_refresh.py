@@ -72,6 +72,13 @@ def test_hot_refresh_known_answer():
     assert rows[-1]['mAP'] == pytest.approx(t['mAP(new,new)'])
     text = format_hot_refresh(res)
     assert 'mAP(new,old)' in text and '0.4583' in text
+    # with the objective psi was trained with, every BiCT entry carries its name
+    named = hot_refresh_curve(q_new, g_old, g_new, ql, gl, order=[0, 1, 2], fractions=[0, 1 / 3, 2 / 3, 1],
+                              q_old=q_old, g_bict=g_new, bict_objective='regression')
+    assert named['bict_objective'] == 'regression'
+    assert named['table']['mAP(new,bict_regression)'] == t['mAP(new,bict)']
+    assert 'bict' not in named['curves'] and named['curves']['bict_regression'] == res['curves']['bict']
+    assert 'bict_regression' in format_hot_refresh(named)
 
 
 def test_backfill_order_matters_and_dims_are_matched():
@@ -119,6 +126,19 @@ def test_metric_end_to_end(tmp_path):
     assert out['hot_refresh/old_mAP@f1.00'] == pytest.approx(ap_nn)
     assert out['hot_refresh/old_mAP@f0.00'] == pytest.approx(out['hot_refresh/mAP_new_old'])
     assert set(out) >= {'hot_refresh/mAP_old_old', 'hot_refresh/compatible', 'hot_refresh/old_NFR@f0.50'}
+    # BiCT predictions name psi's objective in every BiCT key
+    metric = HotRefreshMetric(fractions=[0, 1], order='entropy', plot_file=None)
+    metric.process({}, [dict(s, bict_emb=new[i] + 0.3, bict_objective='new_classifier')
+                        for i, s in enumerate(samples)])
+    named = metric.evaluate(20)
+    assert {'hot_refresh/mAP_new_bict_new_classifier', 'hot_refresh/bict_new_classifier_mAP@f0.00',
+            'hot_refresh/bict_new_classifier_NFR@f1.00'} <= set(named)
+    assert not any('bict_mAP' in k or k.endswith('mAP_new_bict') for k in named)
+    metric = HotRefreshMetric(fractions=[0, 1], order='entropy', plot_file=None)
+    metric.process({}, [dict(s, bict_emb=new[i], bict_objective=('regression' if i else 'new_classifier'))
+                        for i, s in enumerate(samples)])
+    with pytest.raises(ValueError, match='mix BiCT objectives'):
+        metric.evaluate(20)
     with pytest.raises(KeyError, match='prediction without "old_emb"'):
         HotRefreshMetric().process({}, [dict(new_emb=new[0], gt_label=labels[:1])])
     with pytest.raises(ValueError, match='order must be one of'):

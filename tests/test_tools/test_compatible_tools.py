@@ -61,25 +61,61 @@ def test_extract_embeddings_file(files, capsys):
 def test_bict_upgrade_fit_and_apply(files, tmp_path):
     psi_path, out = str(tmp_path / 'psi.pth'), str(tmp_path / 'up.pth')
     bict_upgrade.main([files['old'], out, '--fit-old', files['old'], '--fit-new', files['new'],
-                       '--hidden-dim', '64', '--epochs', '200', '--lr', '0.01', '--save-transformation',
-                       psi_path])
+                       '--objective', 'regression', '--hidden-dim', '64', '--epochs', '200', '--lr', '0.01',
+                       '--save-transformation', psi_path])
     old, new, up = (load_embeddings(p) for p in (files['old'], files['new'], out))
     assert up['embeddings'].shape == new['embeddings'].shape and (up['version'] == 2).all()
+    assert up['meta']['bict_objective'] == 'regression'   # named in the file and every result
     assert torch.equal(up['logits'], old['logits'])     # old uncertainty kept for backfilling
     # fitting moved psi(old) much closer to the new embeddings than the untrained psi (same seed, 0 epochs)
     start = str(tmp_path / 'start.pth')
     bict_upgrade.main([files['old'], start, '--fit-old', files['old'], '--fit-new', files['new'],
-                       '--hidden-dim', '64', '--epochs', '0'])
+                       '--objective', 'regression', '--hidden-dim', '64', '--epochs', '0'])
     err = ((up['embeddings'] - new['embeddings']) ** 2).mean()
     assert err < 0.2 * ((load_embeddings(start)['embeddings'] - new['embeddings']) ** 2).mean()
     # the saved transformation reproduces the file
     out2 = str(tmp_path / 'up2.pth')
     bict_upgrade.main([files['old'], out2, '--transformation', psi_path])
     assert torch.allclose(load_embeddings(out2)['embeddings'], up['embeddings'], atol=1e-6)
+    assert load_embeddings(out2)['meta']['bict_objective'] == 'regression'
+    with pytest.raises(SystemExit, match='trained with objective'):
+        bict_upgrade.main([files['old'], out2, '--transformation', psi_path, '--objective', 'new_classifier'])
     with pytest.raises(SystemExit, match='give either --transformation'):
         bict_upgrade.main([files['old'], out2])
+    with pytest.raises(SystemExit, match='needs --new-checkpoint'):
+        bict_upgrade.main([files['old'], out2, '--fit-old', files['old']])
     with pytest.raises(SystemExit, match='only old rows'):
         bict_upgrade.main([files['new'], out2, '--transformation', psi_path])
+
+
+def test_bict_upgrade_new_classifier_objective(files, tmp_path, capsys):
+    """Default objective 'new_classifier': psi trained through the new model's frozen classifier (read
+    from its checkpoint); the objective names the upgraded file and the evaluation's BiCT entries."""
+    # the random-init old model embeds every image almost identically: use separable old embeddings
+    old = load_embeddings(files['old'])
+    g = torch.Generator().manual_seed(0)
+    sep = torch.eye(32)[old['labels']] * 2 + 0.1 * torch.randn(len(old['labels']), 32, generator=g)
+    fit_old = str(tmp_path / 'fit_old.pth')
+    save_embeddings(fit_old, sep, old['labels'], indices=old['indices'])
+    out = str(tmp_path / 'up_cls.pth')
+    bict_upgrade.main([files['old'], out, '--fit-old', fit_old, '--new-checkpoint', files['new_ckpt'],
+                       '--hidden-dim', '64', '--epochs', '100', '--lr', '0.01', '--save-transformation',
+                       str(tmp_path / 'psi_cls.pth')])
+    up = load_embeddings(out)
+    assert up['meta']['bict_objective'] == 'new_classifier' and up['embeddings'].shape[1] == 48
+    from mmkd_plugins.models.compatible import load_transformation
+    psi = load_transformation(str(tmp_path / 'psi_cls.pth'))
+    assert psi.objective == 'new_classifier'
+    state = torch.load(files['new_ckpt'])['state_dict']
+    with torch.no_grad():
+        logits = psi(sep) @ state['head.fc.weight'].t() + state['head.fc.bias']
+    assert (logits.argmax(1) == old['labels']).float().mean() > 0.9   # fitted through the classifier
+    res = backfill_tool.main(['evaluate', '--query', files['new'], '--old-query', files['old'],
+                              '--old-gallery', files['old'], '--new-gallery', files['new'],
+                              '--bict-gallery', out, '--fractions', '3'])
+    assert res['bict_objective'] == 'new_classifier'
+    assert 'mAP(new,bict_new_classifier)' in res['table'] and 'bict_new_classifier' in res['curves']
+    assert 'bict_new_classifier' in capsys.readouterr().out
 
 
 def test_backfill_run_in_entropy_order(files, tmp_path):

@@ -89,7 +89,8 @@ def hot_refresh_curve(q_new: torch.Tensor,
                       g_bict: Optional[torch.Tensor] = None,
                       exclude: Optional[torch.Tensor] = None,
                       topk: Optional[int] = None,
-                      chunk_size: int = 1024) -> Dict:
+                      chunk_size: int = 1024,
+                      bict_objective: Optional[str] = None) -> Dict:
     """The hot-refresh curve and the cross-model table.
 
     Args:
@@ -98,11 +99,14 @@ def hot_refresh_curve(q_new: torch.Tensor,
         q_labels, g_labels: class ids; order: backfill order (G,); fractions: f values in [0, 1].
         exclude: (Q, G) bool entries left out (leave-one-out); topk: AP@K.
         chunk_size: queries scored at once (memory ~ chunk_size x G doubles per score matrix).
+        bict_objective: the objective psi was trained with ('new_classifier' / 'regression'); the BiCT
+            entries are then named ``bict_<objective>`` instead of ``bict``.
 
     Returns:
         dict(table={'mAP(new,old)': ..., 'mAP(old,old)': ..., 'mAP(new,new)': ..., ['mAP(new,bict)'],
         'top1(...)': ..., 'compatible': bool}, curves={'old': [row, ...], ['bict': [...]]}) where a row is
-        dict(f, mAP, top1, NFR) (NFR is nan without q_old).
+        dict(f, mAP, top1, NFR) (NFR is nan without q_old). With ``bict_objective`` the BiCT name is
+        ``bict_<objective>`` in both, and the result holds ``bict_objective``.
     """
     num_g = g_old.shape[0]
     order_t = torch.as_tensor(np.asarray(order), dtype=torch.long)
@@ -160,6 +164,11 @@ def hot_refresh_curve(q_new: torch.Tensor,
             rows.append(dict(f=float(f), mAP=_mean(cat(parts, 'ap'), valid), top1=_mean(top1, valid),
                              NFR=nfr))
         curves[kind] = rows
+    if g_bict is not None and bict_objective:
+        name = f'bict_{bict_objective}'
+        table = {k.replace('bict', name): v for k, v in table.items()}
+        curves = {(name if k == 'bict' else k): v for k, v in curves.items()}
+        return dict(table=table, curves=curves, bict_objective=bict_objective)
     return dict(table=table, curves=curves)
 
 
@@ -208,8 +217,10 @@ class HotRefreshMetric(BaseMetric):
 
     Each prediction (data sample) must carry ``new_emb`` and ``old_emb`` (the CompatibleDistiller's
     ``predict`` sets them), ``gt_label``, and optionally ``old_logits`` (uncertainty orders) and
-    ``bict_emb`` (psi(old) gallery). Every item is a query against all other items (leave-one-out) unless
-    the samples carry a boolean ``is_query`` (then queries = is_query, gallery = the rest).
+    ``bict_emb`` (psi(old) gallery) with ``bict_objective`` (psi's training objective, which then names
+    every BiCT key: ``mAP_new_bict_<objective>``, ``bict_<objective>_mAP@f...``). Every item is a query
+    against all other items (leave-one-out) unless the samples carry a boolean ``is_query`` (then
+    queries = is_query, gallery = the rest).
 
     Args:
         fractions: number of evenly spaced f in [0, 1] (int) or the list of f.
@@ -258,6 +269,8 @@ class HotRefreshMetric(BaseMetric):
             for key in ('old_logits', 'bict_emb'):
                 if key in ds:
                     row[key] = torch.as_tensor(ds[key]).float().cpu().reshape(-1)
+            if ds.get('bict_objective') is not None:
+                row['bict_objective'] = str(ds['bict_objective'])
             self.results.append(row)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -278,10 +291,14 @@ class HotRefreshMetric(BaseMetric):
                   if all('old_logits' in r for r in results) else None)
         g_bict = (torch.stack([results[i]['bict_emb'] for i in g_idx])
                   if all('bict_emb' in r for r in results) else None)
+        objectives = {r.get('bict_objective') for r in results} - {None}
+        if len(objectives) > 1:
+            raise ValueError(f'HotRefreshMetric: predictions mix BiCT objectives {sorted(objectives)}')
         order = backfill_order(len(g_idx), self.order, logits, self.seed)
         res = hot_refresh_curve(new[q_idx], old[g_idx], new[g_idx], labels[q_idx], labels[g_idx], order,
                                 self.fractions, q_old=old[q_idx], g_bict=g_bict,
-                                exclude=exclude if exclude.any() else None, topk=self.topk)
+                                exclude=exclude if exclude.any() else None, topk=self.topk,
+                                bict_objective=objectives.pop() if objectives else None)
         self.last_result = res
         logger = MMLogger.get_current_instance()
         logger.info(f'hot-refresh evaluation ({self.order} backfill order, {len(q_idx)} queries, '
@@ -297,7 +314,7 @@ class HotRefreshMetric(BaseMetric):
             except ImportError as err:   # the numbers do not need matplotlib
                 logger.warning(f'hot-refresh plot skipped: {err}')
         out = {}
-        for key, val in res['table'].items():
+        for key, val in res['table'].items():   # BiCT keys carry the objective: mAP_new_bict_<objective>
             out[key.replace('(', '_').replace(',', '_').replace(')', '')] = float(val)
         for kind, rows in res['curves'].items():
             for r in rows:

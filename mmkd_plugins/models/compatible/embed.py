@@ -90,8 +90,10 @@ def extract_embeddings(model: nn.Module,
     return out
 
 
-def subset_loader(dataloader, indices: Sequence[int], batch_size: Optional[int] = None):
-    """A non-shuffled loader over ``dataloader.dataset[indices]`` with the same collate function.
+def subset_loader(dataloader, indices: Sequence[int], batch_size: Optional[int] = None,
+                  num_workers: int = 0):
+    """A non-shuffled loader over ``dataloader.dataset[indices]`` with the same collate function
+    (``num_workers`` loader processes).
 
     ``sample_idx`` in the items keeps referring to the full dataset, so rows stay identifiable.
     """
@@ -99,7 +101,7 @@ def subset_loader(dataloader, indices: Sequence[int], batch_size: Optional[int] 
     return DataLoader(Subset(dataloader.dataset, list(int(i) for i in indices)),
                       batch_size=batch_size or dataloader.batch_size or 1,
                       shuffle=False,
-                      num_workers=0,
+                      num_workers=num_workers,
                       collate_fn=dataloader.collate_fn)
 
 

@@ -1,89 +1,108 @@
-"""Class prototypes of the old model and their structural (graph) refinement (UniBCT).
+"""Class prototypes of the old embedding space: UniBCT's structural refinement and a running class-mean bank.
 
-UniBCT uses the old model's class centres as backward-compatibility targets. When the old model is weak on
-the new training data (open-class / open-data splits) the centres are noisy and overlap; the structural
-prototype refinement smooths each centre with its nearest neighbours on a kNN graph over the prototypes:
+UniBCT (arXiv 2203.01583, Eq. 9-10), WITHIN each class c, over its n training samples: the nodes are the
+old-model embeddings O = [o_1..o_n] (n, D_old), the edges come from the NEW model's embeddings
+F = [f_1..f_n] (n, D_new) of the same samples:
 
-    P  = normalise(prototypes)                           (C, D)
-    S  = P P^T                                            cosine similarity, (C, C)
-    a_ij = softmax_j( S_ij / T )  over j in kNN(i)        (self included: S_ii = 1 is the largest)
-    p_i' = normalise( alpha * p_i + (1 - alpha) * sum_j a_ij p_j )
+    A   = F F^T / T,   A_ii = -inf (no self edge)                 (n, n), T = 0.05
+    E   = softmax of A over each column  (E_ij = e^{A_ij} / sum_k e^{A_kj}; columns sum to 1)
+    O'  = (1 - lambda) (I - lambda E)^{-1} O                      (n, D_old), lambda = 0.9
+    p_c = mean of the rows of O'                                  (D_old,)
 
-repeated ``num_iters`` times on the same graph. Prototypes marked invalid (no sample seen yet) are neither
-refined nor used as neighbours.
+A class with a single sample has no edge: p_c = o_1. The work is per class (an n x n solve each); no
+C x C matrix is ever formed, so it scales to any number of classes.
+
+Note (exact algebra): with the column softmax E is column-stochastic, 1^T E = 1^T, hence
+1^T (I - lambda E)^{-1} = 1^T / (1 - lambda) and p_c = mean(O' rows) = mean(O rows): the prototype equals
+the plain class mean of the old embeddings whatever the new model (up to rounding). The per-sample
+refined embeddings O' do depend on the new model. ``edge_softmax='row'`` (E row-stochastic) is the
+variant under which the new model's structure moves the prototype itself.
 """
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine import dist
 
+EDGE_SOFTMAX = ('column', 'row')
 
-def knn_affinity(prototypes: torch.Tensor,
-                 k: int = 10,
-                 temperature: float = 0.1,
-                 valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Row-stochastic kNN affinity over prototypes (softmax of cosine / T over the k nearest, self included).
+
+def refine_class_samples(old: torch.Tensor,
+                         new: torch.Tensor,
+                         lam: float = 0.9,
+                         temperature: float = 0.05,
+                         edge_softmax: str = 'column') -> torch.Tensor:
+    """Structurally refined old embeddings O' (n, D_old) of ONE class (see module docstring).
 
     Args:
-        prototypes: (C, D) class prototypes (any norm).
-        k: neighbours per node, self included; clipped to the number of valid prototypes.
-        temperature: softmax temperature T on the cosine similarities.
-        valid: optional (C,) bool mask; invalid prototypes get no neighbours (zero row) and are no neighbour.
-
-    Returns:
-        (C, C) matrix A with a_ij = 0 outside kNN(i) and rows summing to 1 (0 for invalid rows).
+        old: (n, D_old) old-model embeddings of the class's samples (the nodes).
+        new: (n, D_new) new-model embeddings of the same samples (the edges).
+        lam: propagation weight lambda in [0, 1).
+        temperature: T of the edge softmax.
+        edge_softmax: 'column' (the paper / reference: each column of E sums to 1) or 'row'.
     """
-    if prototypes.dim() != 2:
-        raise ValueError(f'knn_affinity: prototypes must be (C, D), got shape {tuple(prototypes.shape)}')
-    if k < 1:
-        raise ValueError(f'knn_affinity: k must be >= 1, got {k}')
+    if old.dim() != 2 or new.dim() != 2 or old.shape[0] != new.shape[0]:
+        raise ValueError('refine_class_samples: old (n, D_old) and new (n, D_new) must have the same n, got '
+                         f'{tuple(old.shape)} and {tuple(new.shape)}')
+    if not 0.0 <= lam < 1.0:
+        raise ValueError(f'refine_class_samples: lambda must be in [0, 1), got {lam}')
     if temperature <= 0:
-        raise ValueError(f'knn_affinity: temperature must be > 0, got {temperature}')
-    num = prototypes.shape[0]
-    if valid is None:
-        valid = torch.ones(num, dtype=torch.bool, device=prototypes.device)
-    p = F.normalize(prototypes, dim=1)
-    sim = p @ p.t()
-    sim = sim.masked_fill(~valid[None, :], float('-inf'))
-    k_eff = max(1, min(k, int(valid.sum())))
-    top_val, top_idx = sim.topk(k_eff, dim=1)
-    logits = torch.full_like(sim, float('-inf')).scatter(1, top_idx, top_val / temperature)
-    aff = torch.softmax(logits, dim=1)
-    aff = torch.nan_to_num(aff, nan=0.0)  # rows with no valid entry
-    return aff * valid[:, None].to(aff.dtype)
+        raise ValueError(f'refine_class_samples: temperature must be > 0, got {temperature}')
+    if edge_softmax not in EDGE_SOFTMAX:
+        raise ValueError(f'refine_class_samples: edge_softmax must be one of {EDGE_SOFTMAX}, '
+                         f'got {edge_softmax!r}')
+    n = old.shape[0]
+    if n == 1:
+        return old.clone()
+    new = new.to(old.dtype)
+    eye = torch.eye(n, dtype=old.dtype, device=old.device)
+    aff = (new @ new.t() / temperature).masked_fill(eye.bool(), float('-inf'))
+    edges = torch.softmax(aff, dim=0 if edge_softmax == 'column' else 1)
+    return (1.0 - lam) * torch.linalg.solve(eye - lam * edges, old)
 
 
-def refine_prototypes(prototypes: torch.Tensor,
-                      k: int = 10,
-                      temperature: float = 0.1,
-                      num_iters: int = 1,
-                      alpha: float = 0.0,
-                      valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Structural prototype refinement: kNN-graph feature propagation (see module docstring).
+def structural_prototypes(old: torch.Tensor,
+                          new: torch.Tensor,
+                          labels: torch.Tensor,
+                          num_classes: int,
+                          lam: float = 0.9,
+                          temperature: float = 0.05,
+                          edge_softmax: str = 'column',
+                          classes: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """UniBCT prototypes p_c = mean(O'_c) of every class present in ``labels``, one class at a time.
 
     Args:
-        prototypes: (C, D) old-model class prototypes.
-        k, temperature, valid: see :func:`knn_affinity`.
-        num_iters: propagation steps on the (fixed) graph built from the input prototypes.
-        alpha: weight kept on the node's own prototype (0 = pure neighbourhood average, as in the spec).
+        old: (N, D_old) old-model embeddings of the training samples; new: (N, D_new) new-model ones.
+        labels: (N,) class ids in [0, num_classes).
+        num_classes: C.
+        lam, temperature, edge_softmax: see :func:`refine_class_samples`.
+        classes: optional (K,) class ids to compute (others stay invalid), e.g. this rank's share.
 
     Returns:
-        (C, D) L2-normalised refined prototypes; invalid rows are returned unchanged (normalised).
+        ``(prototypes (C, D_old), valid (C,) bool)``; rows of classes without a sample are zero / invalid.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f'refine_prototypes: alpha must be in [0, 1], got {alpha}')
-    if num_iters < 0:
-        raise ValueError(f'refine_prototypes: num_iters must be >= 0, got {num_iters}')
-    aff = knn_affinity(prototypes, k=k, temperature=temperature, valid=valid)
-    p = F.normalize(prototypes, dim=1)
-    for _ in range(num_iters):
-        prop = aff @ p
-        if valid is not None:
-            prop = torch.where(valid[:, None], prop, p)
-        p = F.normalize(alpha * p + (1.0 - alpha) * prop, dim=1)
-    return p
+    if old.dim() != 2 or new.dim() != 2 or labels.dim() != 1 or not (
+            old.shape[0] == new.shape[0] == labels.shape[0]):
+        raise ValueError('structural_prototypes: expected old (N, D_old), new (N, D_new), labels (N,), got '
+                         f'{tuple(old.shape)}, {tuple(new.shape)}, {tuple(labels.shape)}')
+    labels = labels.long()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f'structural_prototypes: labels must lie in [0, {num_classes}), got '
+                         f'[{int(labels.min())}, {int(labels.max())}]')
+    protos = old.new_zeros(num_classes, old.shape[1])
+    valid = torch.zeros(num_classes, dtype=torch.bool, device=old.device)
+    order = torch.argsort(labels, stable=True)
+    present, counts = torch.unique_consecutive(labels[order], return_counts=True)
+    wanted = None if classes is None else set(int(c) for c in classes)
+    start = 0
+    for cls, cnt in zip(present.tolist(), counts.tolist()):
+        idx = order[start:start + cnt]
+        start += cnt
+        if wanted is not None and cls not in wanted:
+            continue
+        protos[cls] = refine_class_samples(old[idx], new[idx], lam, temperature, edge_softmax).mean(0)
+        valid[cls] = True
+    return protos, valid
 
 
 class ClassMeanBank(nn.Module):

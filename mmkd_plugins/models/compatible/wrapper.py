@@ -48,6 +48,8 @@ class CompatibleDistiller(SingleTeacherDistiller):
         old_classifier: module path of the old classifier in the old model (``'head.fc'`` for an
             mmpretrain ``LinearClsHead``), bound to every loss with ``bind_old_classifier`` (BCTLoss);
             None to bind nothing.
+        new_classifier: with ``teacher_role='new'``: module path of the new model's classifier in the
+            teacher, bound to every loss with ``bind_new_classifier`` (BiCT's 'new_classifier' objective).
 
     Example (BCT)::
 
@@ -60,7 +62,7 @@ class CompatibleDistiller(SingleTeacherDistiller):
     """
 
     def __init__(self, *args, teacher_role: str = 'old', old_classifier: Optional[str] = 'head.fc',
-                 **kwargs) -> None:
+                 new_classifier: Optional[str] = 'head.fc', **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if teacher_role not in ('old', 'new'):
             raise ValueError("CompatibleDistiller: teacher_role must be 'old' or 'new', got "
@@ -80,6 +82,14 @@ class CompatibleDistiller(SingleTeacherDistiller):
             fc = find_module(self.teacher, old_classifier, 'old model (teacher)')
             for name in needs:
                 self.distill_losses[name].bind_old_classifier(fc)
+        needs_new = [n for n, m in self.distill_losses.items() if hasattr(m, 'bind_new_classifier')]
+        if needs_new and teacher_role == 'new' and new_classifier is not None:
+            fc = find_module(self.teacher, new_classifier, 'new model (teacher)')
+            for name in needs_new:
+                self.distill_losses[name].bind_new_classifier(fc)
+        objectives = sorted({m.objective for m in self.distill_losses.values() if hasattr(m, 'objective')})
+        # the name of psi's training objective, attached to every BiCT prediction (None: unknown)
+        self.bict_objective = '+'.join(objectives) if objectives else None
 
     @property
     def new_model(self) -> nn.Module:
@@ -104,6 +114,9 @@ class CompatibleDistiller(SingleTeacherDistiller):
             return _attach(preds, new_emb=new_emb, old_emb=old_emb, old_logits=old_logits)
         preds = self.student(inputs, data_samples, mode='predict')  # old_emb, old_logits, bict_emb
         new_emb, _ = embed_batch(self.teacher, inputs, with_logits=False)
+        if self.bict_objective is not None:
+            for ds in preds:
+                ds.set_field(self.bict_objective, 'bict_objective', field_type='metainfo')
         return _attach(preds, new_emb=new_emb)
 
 
