@@ -6,10 +6,13 @@ by name after ``custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imp
 Only torch and mmengine are needed to import it; heavier dependencies are imported where used.
 """
 from . import datasets, distillers, engine, evaluation, models  # noqa: F401  (registration)
-from .utils import register_local_checkpoint_loader
+from .utils import install_config_prefix, install_safe_checkpoint_loading
 from .version import __version__
 
-# mmengine 0.10 + torch >= 2.6: let --resume / load_from read mmengine's own local checkpoints
-register_local_checkpoint_loader()
+# every checkpoint scheme of mmengine (--resume, load_from, Pretrained, teacher_ckpt) loads weights-only
+# with the allowlist of mmengine's own checkpoints; full unpickling is an explicit opt-in
+install_safe_checkpoint_loading()
+# downstream configs may inherit ours: _base_ = 'mmkd_plugins::mgd/...'
+install_config_prefix()
 
 __all__ = ['__version__']
