@@ -113,7 +113,21 @@ def checkpoint_safe_globals() -> List[Any]:
     return allowed
 
 
-def _refused_global(message: str) -> str:
+def _allowlist_names() -> set:
+    return {g[1] if isinstance(g, tuple) else f'{g.__module__}.{g.__qualname__}'
+            for g in checkpoint_safe_globals()}
+
+
+def _refused_global(f: Any, message: str) -> str:
+    """The dotted name of the global the weights-only unpickler refused."""
+    if isinstance(f, (str, os.PathLike)):
+        try:  # full names (``builtins.exec``); zip-format files only
+            unsafe = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(f)
+                      if g not in _allowlist_names()]
+            if unsafe:
+                return ', '.join(sorted(unsafe))
+        except Exception:  # noqa: BLE001  (legacy format: fall back to torch's message)
+            pass
     for pattern in (r'GLOBAL (\S+) was not an allowed global', r'unsupported GLOBAL (\S+)',
                     r'unrecognized function (.+?)(?: which belongs|$)', r'refused (getattr\(.+?\))'):
         found = re.search(pattern, message, flags=re.MULTILINE)
@@ -147,13 +161,14 @@ def torch_load(f: Any, map_location: Any = None, *, unsafe: Optional[bool] = Non
             return load(f, map_location=map_location, weights_only=True, **kwargs)
     except pickle.UnpicklingError as err:
         name = source or _source.get() or (f if isinstance(f, str) else 'checkpoint')
-        first = str(err).strip().splitlines()
-        refused = _refused_global(str(err))
+        detail = re.search(r'WeightsUnpickler error: (.+)', str(err))
+        detail = detail.group(1) if detail else str(err).strip().splitlines()[-1:]
+        refused = _refused_global(f, str(err))
         raise UnsafeCheckpointError(
             f'{name}: refused to unpickle `{refused}`: it is not one of the types mmengine '
             'checkpoints hold (tensors, numpy arrays / scalars, mmengine HistoryBuffer, RNG states, '
             'python containers), and unpickling it could run arbitrary code. ' + OPT_IN_HELP
-            + (f' (torch: {first[-1][:300]})' if first else '')) from err
+            + (f' (torch: {str(detail)[:300]})' if detail else '')) from err
 
 
 @contextlib.contextmanager
