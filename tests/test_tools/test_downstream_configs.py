@@ -100,7 +100,16 @@ def test_train_and_test_tools_from_outside_the_repo(tmp_path):
             'test_work', '--out', 'metrics.json', '--cfg-options', *TINY]
     proc = subprocess.run(test, cwd=proj, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert 'accuracy/top1' in json.loads((proj / 'metrics.json').read_text())
+    metrics = json.loads((proj / 'metrics.json').read_text())
+    assert 'accuracy/top1' in metrics
+    # the console entry point mmkd-test (setup.py) runs the same tool: same metrics
+    code = ('import sys; from mmkd_plugins.cli import test; '
+            f'test([{rel!r}, {str(ckpt)!r}, "--work-dir", "cli_work", "--out", "cli.json", '
+            '"--cfg-options", *sys.argv[1:]])')
+    proc = subprocess.run([sys.executable, '-c', code, *TINY], cwd=proj, env=_env(PYTHONPATH=REPO),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert json.loads((proj / 'cli.json').read_text()) == metrics
 
 
 def test_mim_train_mmdet_recipe(tmp_path):
