@@ -161,14 +161,15 @@ def torch_load(f: Any, map_location: Any = None, *, unsafe: Optional[bool] = Non
             return load(f, map_location=map_location, weights_only=True, **kwargs)
     except pickle.UnpicklingError as err:
         name = source or _source.get() or (f if isinstance(f, str) else 'checkpoint')
-        detail = re.search(r'WeightsUnpickler error: (.+)', str(err))
-        detail = detail.group(1) if detail else str(err).strip().splitlines()[-1:]
+        found = re.search(r'WeightsUnpickler error: (.+)', str(err))
+        lines = str(err).strip().splitlines()
+        detail = found.group(1) if found else (lines[-1] if lines else '')
         refused = _refused_global(f, str(err))
         raise UnsafeCheckpointError(
             f'{name}: refused to unpickle `{refused}`: it is not one of the types mmengine '
             'checkpoints hold (tensors, numpy arrays / scalars, mmengine HistoryBuffer, RNG states, '
             'python containers), and unpickling it could run arbitrary code. ' + OPT_IN_HELP
-            + (f' (torch: {str(detail)[:300]})' if detail else '')) from err
+            + (f' (torch: {detail[:300]})' if detail else '')) from err
 
 
 @contextlib.contextmanager
