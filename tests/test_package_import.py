@@ -14,9 +14,14 @@ import sys
 
 from tests.conftest import REPO
 
-# never imported by ``import mmkd_plugins``: only where a config / function needs them
+# never imported by our own import path: only where a config / function needs them
 HEAVY = ('mmdet', 'mmseg', 'mmagic', 'mmpretrain', 'mmcv', 'transformers', 'diffusers', 'scipy',
-         'sklearn', 'matplotlib', 'trimesh', 'skimage', 'pkg_resources')
+         'sklearn', 'matplotlib', 'trimesh', 'skimage', 'pkg_resources', 'pandas')
+# what mmengine itself imports for the base classes we subclass (mmengine.optim imports transformers
+# to register Adafactor when transformers is installed): present in every training script anyway
+MMENGINE_BASES = 'import mmengine.model, mmengine.runner, mmengine.hooks, mmengine.dataset'
+LIST_HEAVY = f'print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))'
+
 REGISTRIES = ('MODELS', 'HOOKS', 'METRICS', 'DATASETS', 'TRANSFORMS', 'PARAM_SCHEDULERS')
 
 
@@ -28,11 +33,21 @@ def _python(code, tmp_path, *flags):
 
 
 def test_import_prints_nothing_and_imports_no_heavy_library(tmp_path):
-    code = ('import sys, json\nimport mmkd_plugins\n'
-            f'print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))')
-    proc = _python(code, tmp_path)
+    proc = _python(f'import sys, json\nimport mmkd_plugins\n{LIST_HEAVY}', tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == '', f'import mmkd_plugins printed warnings:\n{proc.stderr}'
+    ours = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ('mmdet', 'mmseg', 'mmagic', 'mmpretrain', 'mmcv', 'diffusers', 'scipy', 'sklearn'):
+        assert name not in ours
+    proc = _python(f'import sys, json\n{MMENGINE_BASES}\n{LIST_HEAVY}', tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert set(ours) <= set(json.loads(proc.stdout.strip().splitlines()[-1])), ours
+    # after what every training script has imported, importing us adds no heavy module
+    proc = _python(f'import sys, json\n{MMENGINE_BASES}\nbefore = set(sys.modules)\n'
+                   'import mmkd_plugins\n'
+                   'print(json.dumps(sorted(m for m in set(sys.modules) - before\n'
+                   f'                        if m.split(".")[0] in {HEAVY!r})))', tmp_path)
+    assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
     # with every warning shown (DeprecationWarning included), none comes from our own modules
     proc = _python('import mmkd_plugins', tmp_path, '-W', 'always')
