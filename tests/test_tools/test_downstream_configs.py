@@ -73,6 +73,12 @@ def test_prefix_with_an_upstream_scoped_config(tmp_path):
     assert cfg.train_dataloader.to_dict() == ref.train_dataloader.to_dict()
 
 
+def test_teacher_config_by_prefix():
+    from mmkd_plugins.distillers.teacher import load_model_config
+    model = load_model_config('mmkd_plugins::demo/digits_teacher_resnet18.py')
+    assert model['type'] == 'ImageClassifier' and model['_scope_'] == 'mmpretrain'
+
+
 def test_unknown_config_names_the_file(tmp_path):
     proj, rel = _project(tmp_path, "_base_ = 'mmkd_plugins::demo/no_such_config.py'")
     with pytest.raises(FileNotFoundError, match='mmkd_plugins has no config "demo/no_such_config.py"'):
