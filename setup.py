@@ -65,6 +65,8 @@ if __name__ == '__main__':
             'all': read_requirements('mminstall') + read_requirements('optional')
             + read_requirements('tests'),
         },
+        entry_points={'console_scripts': ['mmkd-train=mmkd_plugins.cli:train',
+                                          'mmkd-test=mmkd_plugins.cli:test']},
         license='Apache License 2.0',
         zip_safe=False,
     )

@@ -1,7 +1,14 @@
 """Train with any mmkd_plugins / OpenMMLab config through mmengine's Runner.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--unsafe-load]
+                                 [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG GPUS [args]      # DDP through mmengine's launcher
+
+CONFIG may live anywhere (a downstream repository) and inherit ours with
+``_base_ = 'mmkd_plugins::mgd/...'`` or ``'{{$MMKD_PLUGINS_CONFIGS:}}/mgd/...'`` (set here if unset).
+Checkpoints (``--resume``, ``load_from``, ``teacher_ckpt``, pretrained inits) are unpickled
+weights-only with the allowlist of mmengine checkpoints; ``--unsafe-load`` (or ``unsafe_load = True``
+in the config, or ``MMKD_UNSAFE_LOAD=1``) unpickles them fully: only for files you trust.
 """
 import argparse
 import os
@@ -13,6 +20,9 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
 
+import mmkd_plugins  # noqa: E402,F401  (registers modules and the 'mmkd_plugins::' config prefix)
+from mmkd_plugins.utils import export_configs_env, set_unsafe_load  # noqa: E402
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model (distillers included)')
@@ -22,6 +32,7 @@ def parse_args(argv=None):
                         help='resume from the given checkpoint, or from the latest one in work-dir')
     parser.add_argument('--amp', action='store_true', help='enable automatic mixed precision')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale lr by batch size')
+    add_unsafe_load_argument(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.teacher_ckpt=t.pth')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -32,8 +43,21 @@ def parse_args(argv=None):
     return args
 
 
+def add_unsafe_load_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--unsafe-load', action='store_true',
+                        help='unpickle checkpoints fully (resume, load_from, teacher_ckpt, pretrained '
+                        'inits) instead of weights-only with the allowlist of mmengine checkpoints; '
+                        'arbitrary code in a checkpoint would run: only for files you trust (same as '
+                        'unsafe_load = True in the config or MMKD_UNSAFE_LOAD=1)')
+
+
 def load_config(args) -> Config:
-    """The config with ``--launcher``, ``--cfg-options`` and ``--work-dir`` applied."""
+    """The config with ``--launcher``, ``--cfg-options``, ``--work-dir`` and ``--unsafe-load`` applied.
+
+    ``--unsafe-load`` or a config's ``unsafe_load = True`` sets ``MMKD_UNSAFE_LOAD=1`` for this
+    process (and its workers).
+    """
+    export_configs_env()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -42,6 +66,9 @@ def load_config(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if getattr(args, 'unsafe_load', False) or cfg.get('unsafe_load', False):
+        cfg.unsafe_load = True
+        set_unsafe_load(True)
     return cfg
 
 

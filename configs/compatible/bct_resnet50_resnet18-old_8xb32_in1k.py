@@ -15,7 +15,9 @@ model = dict(
     type='CompatibleDistiller',
     student=_base_.model,
     teacher='mmpretrain::resnet/resnet18_8xb32_in1k.py',
-    teacher_ckpt='checkpoints/resnet18_8xb32_in1k_20210831-fbbb1da6.pth',
+    # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
+    # set --cfg-options model.teacher_ckpt=checkpoints/resnet18_8xb32_in1k_20210831-fbbb1da6.pth
+    teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/resnet18_8xb32_in1k_20210831-fbbb1da6.pth',
     teacher_forward='extract_feat',
     old_classifier='head.fc',
     student_taps=dict(emb=dict(module='neck', idx=-1)),

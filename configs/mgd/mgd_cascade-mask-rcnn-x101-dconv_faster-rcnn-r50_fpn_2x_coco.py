@@ -18,7 +18,9 @@ model = dict(
     type='SingleTeacherDistiller',
     student=_base_.model,
     teacher='mmdet::dcn/cascade-mask-rcnn_x101-32x4d-dconv-c3-c5_fpn_1x_coco.py',
-    teacher_ckpt='checkpoints/cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco-e75f90c8.pth',
+    # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
+    # set --cfg-options model.teacher_ckpt=checkpoints/cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco-e75f90c8.pth
+    teacher_ckpt='https://download.openmmlab.com/mmdetection/v2.0/dcn/cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco/cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco-e75f90c8.pth',
     teacher_forward='extract_feat',
     student_taps=dict(
         fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),

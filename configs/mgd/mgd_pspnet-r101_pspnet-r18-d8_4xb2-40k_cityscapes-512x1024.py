@@ -19,7 +19,9 @@ model = dict(
     type='SingleTeacherDistiller',
     student=_base_.model,
     teacher='mmseg::pspnet/pspnet_r101-d8_4xb2-40k_cityscapes-512x1024.py',
-    teacher_ckpt='checkpoints/pspnet_r101-d8_512x1024_40k_cityscapes_20200604_232751-467e7cf4.pth',
+    # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
+    # set --cfg-options model.teacher_ckpt=checkpoints/pspnet_r101-d8_512x1024_40k_cityscapes_20200604_232751-467e7cf4.pth
+    teacher_ckpt='https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-d8_512x1024_40k_cityscapes/pspnet_r101-d8_512x1024_40k_cityscapes_20200604_232751-467e7cf4.pth',
     teacher_forward='extract_feat',
     student_taps=dict(feat=dict(module='backbone', idx=-1)),
     teacher_taps=dict(feat=dict(module='backbone', idx=-1)),

@@ -21,7 +21,9 @@ model = dict(
     type='SingleTeacherDistiller',
     student=_base_.model,
     teacher='mmdet::reppoints/reppoints-moment_x101-dconv-c3-c5_fpn-gn_head-gn_2x_coco.py',
-    teacher_ckpt='checkpoints/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck+head_2x_coco_20200329-f87da1ea.pth',
+    # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
+    # set --cfg-options model.teacher_ckpt=checkpoints/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck+head_2x_coco_20200329-f87da1ea.pth
+    teacher_ckpt='https://download.openmmlab.com/mmdetection/v2.0/reppoints/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco_20200329-f87da1ea.pth',
     teacher_forward='extract_feat',
     student_taps=dict(
         fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),

@@ -17,7 +17,9 @@ model = dict(
     type='SingleTeacherDistiller',
     student=_base_.model,
     teacher='mmdet::retinanet/retinanet_x101-64x4d_fpn_1x_coco.py',
-    teacher_ckpt='checkpoints/retinanet_x101_64x4d_fpn_1x_coco_20200130-366f5af1.pth',
+    # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
+    # set --cfg-options model.teacher_ckpt=checkpoints/retinanet_x101_64x4d_fpn_1x_coco_20200130-366f5af1.pth
+    teacher_ckpt='https://download.openmmlab.com/mmdetection/v2.0/retinanet/retinanet_x101_64x4d_fpn_1x_coco/retinanet_x101_64x4d_fpn_1x_coco_20200130-366f5af1.pth',
     teacher_forward='extract_feat',
     student_taps=dict(
         fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),

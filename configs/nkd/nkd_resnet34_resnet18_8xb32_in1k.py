@@ -12,7 +12,9 @@ model = dict(
     type='SingleTeacherDistiller',
     student=_base_.model,
     teacher='mmpretrain::resnet/resnet34_8xb32_in1k.py',
-    teacher_ckpt='checkpoints/resnet34_8xb32_in1k_20210831-f257d4e6.pth',
+    # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
+    # set --cfg-options model.teacher_ckpt=checkpoints/resnet34_8xb32_in1k_20210831-f257d4e6.pth
+    teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth',
     teacher_forward='tensor',
     student_taps=dict(logits='head.fc'),
     teacher_taps=dict(logits='head.fc'),

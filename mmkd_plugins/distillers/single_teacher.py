@@ -59,7 +59,9 @@ class SingleTeacherDistiller(BaseModel):
             upstream ``model``).
         teacher: teacher config file (``'mmdet::retinanet/...py'`` allowed) or model config dict.
             ``None`` for teacher-free training (then no loss may use ``teacher.*``).
-        teacher_ckpt: local checkpoint file of the teacher (required when there is a teacher).
+        teacher_ckpt: checkpoint of the teacher (required when there is a teacher): a local file
+            or any URL scheme of mmengine's ``CheckpointLoader`` (``https://``, ``open-mmlab://``,
+            ``torchvision://``, ...; downloads are cached in ``$TORCH_HOME/hub/checkpoints``).
         teacher_forward: how far the teacher runs: ``'extract_feat'`` (backbone + neck of
             detectors / segmentors / classifiers), ``'backbone'``, ``'tensor'`` (the full forward
             without losses, e.g. to logits), or ``'none'``.
@@ -74,6 +76,8 @@ class SingleTeacherDistiller(BaseModel):
         init_student: ``{student_module_path: teacher_module_path}`` copied from the teacher into the
             student by :meth:`init_weights` (e.g. ``dict(neck='neck', bbox_head='bbox_head')``).
         allow_random_teacher: accept ``teacher_ckpt=None`` (smoke tests only).
+        teacher_unsafe_load: fully unpickle ``teacher_ckpt`` (only for a file you trust); by default
+            it is loaded weights-only with the allowlist of mmengine checkpoints.
         data_preprocessor: merged into the student config when the student has none (the Runner
             passes the config's top-level ``data_preprocessor`` here); the distiller uses the
             student's data preprocessor.
@@ -93,6 +97,7 @@ class SingleTeacherDistiller(BaseModel):
                  distill_losses: Optional[dict] = None,
                  init_student: Optional[Dict[str, str]] = None,
                  allow_random_teacher: bool = False,
+                 teacher_unsafe_load: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if isinstance(student, nn.Module):
@@ -111,7 +116,8 @@ class SingleTeacherDistiller(BaseModel):
             raise ValueError(f'teacher_forward must be one of {_TEACHER_FORWARDS}, got {teacher_forward!r}')
         self.teacher_forward = teacher_forward if teacher is not None else 'none'
         self.teacher_stop_early = teacher_stop_early
-        self.__dict__['_teacher'] = (build_frozen_teacher(teacher, teacher_ckpt, allow_random_teacher)
+        self.__dict__['_teacher'] = (build_frozen_teacher(teacher, teacher_ckpt, allow_random_teacher,
+                                                          teacher_unsafe_load)
                                      if teacher is not None else None)
         if self._teacher is None and teacher_taps:
             raise ValueError('teacher_taps are given but there is no teacher')

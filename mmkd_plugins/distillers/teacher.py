@@ -1,4 +1,5 @@
-"""Building a frozen teacher from a config (any OpenMMLab scope) and a local checkpoint."""
+"""Building a frozen teacher from a config (any OpenMMLab scope) and a checkpoint (path or URL)."""
+import contextlib
 import copy
 import os.path as osp
 from typing import Any, Dict, Optional, Union
@@ -9,14 +10,19 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODELS
 
 from ..utils import require
-from ..utils.checkpoint_compat import load_local_checkpoint
+from ..utils.config_paths import PREFIX as CONFIG_PREFIX
+from ..utils.config_paths import resolve_config
+from ..utils.safe_load import UnsafeCheckpointError, unsafe_load
 
 
 def resolve_config_path(path: str) -> str:
     """``'mmdet::retinanet/x.py'`` -> the file inside the installed package's ``.mim/configs``.
 
-    Plain paths are returned unchanged. Nothing is installed or downloaded.
+    ``'mmkd_plugins::demo/x.py'`` -> this project's config. Plain paths are returned unchanged.
+    Nothing is installed or downloaded.
     """
+    if path.startswith(CONFIG_PREFIX):
+        return resolve_config(path)
     if '::' not in path:
         if not osp.isfile(path):
             raise FileNotFoundError(f'config file not found: {path}')
@@ -50,26 +56,61 @@ def load_model_config(cfg: Union[str, dict, Config]) -> Dict[str, Any]:
     return model
 
 
-def read_state_dict(filename: str) -> Dict[str, torch.Tensor]:
-    """Read the weights of a local checkpoint (mmengine format or a bare state dict).
+def _is_remote(filename: str) -> bool:
+    return '://' in filename
 
-    ``module.`` prefixes (DataParallel) are removed. Raises FileNotFoundError naming the file.
+
+def read_checkpoint(filename: str, unsafe: Optional[bool] = None) -> Any:
+    """Read a teacher checkpoint through mmengine's ``CheckpointLoader``.
+
+    Every scheme mmengine accepts works: a local path, ``http(s)://`` (downloaded once into the torch
+    hub cache, ``$TORCH_HOME/hub/checkpoints``), ``open-mmlab://``, ``torchvision://``, ``s3://``
+    and the other registered backends. Loading is weights-only with the allowlist of mmengine
+    checkpoints (:mod:`mmkd_plugins.utils.safe_load`) unless ``unsafe`` (or ``MMKD_UNSAFE_LOAD=1``)
+    opts into full unpickling.
     """
-    if not isinstance(filename, str) or not osp.isfile(filename):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    if not isinstance(filename, str) or not filename:
         raise FileNotFoundError(f'teacher checkpoint not found: {filename!r} (teacher_ckpt must be a '
-                                'local file; nothing is downloaded)')
-    # Local checkpoints written by mmengine hold non-tensor metadata, which torch>=2.6's
-    # weights_only default refuses; the file is one the user points at explicitly.
-    ckpt = load_local_checkpoint(filename, map_location='cpu')
+                                'local path or a URL that mmengine\'s CheckpointLoader accepts)')
+    if not _is_remote(filename) and not osp.isfile(osp.expanduser(filename)):
+        raise FileNotFoundError(f'teacher checkpoint not found: {filename!r} (a local path; a URL '
+                                '(http(s)://, open-mmlab://, torchvision://, ...) is downloaded '
+                                'into the torch hub cache instead)')
+    with unsafe_load(unsafe) if unsafe is not None else contextlib.nullcontext():
+        try:
+            return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+        except UnsafeCheckpointError:
+            raise
+        except KeyError as err:  # open-mmlab:// or torchvision:// name that mmengine does not know
+            raise ValueError(f'teacher checkpoint {filename}: unknown model name {err} for this '
+                             'scheme in mmengine\'s model lists') from err
+        except OSError as err:
+            if not _is_remote(filename):
+                raise
+            raise OSError(f'teacher checkpoint {filename}: download failed ({err}). Download it '
+                          'by hand and set model.teacher_ckpt=PATH, or check the URL / network.'
+                          ) from err
+
+
+def read_state_dict(filename: str, unsafe: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+    """Read the weights of a teacher checkpoint (mmengine format or a bare state dict).
+
+    ``filename`` is a local path or any URL scheme of mmengine (see :func:`read_checkpoint`).
+    ``module.`` prefixes (DataParallel) are removed. Raises FileNotFoundError naming a missing file.
+    """
+    ckpt = read_checkpoint(filename, unsafe)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'{filename}: not a checkpoint (expected a dict with "state_dict")')
     return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
 
 
-def load_weights_strictly(model: nn.Module, filename: str, what: str = 'teacher') -> None:
-    """Load ``filename`` into ``model``; any missing / unexpected / mis-shaped key is an error."""
-    state = read_state_dict(filename)
+def load_weights_strictly(model: nn.Module, filename: str, what: str = 'teacher',
+                          unsafe: Optional[bool] = None) -> None:
+    """Load ``filename`` (path or URL) into ``model``; any missing / unexpected / mis-shaped key is
+    an error."""
+    state = read_state_dict(filename, unsafe)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -90,14 +131,18 @@ def load_weights_strictly(model: nn.Module, filename: str, what: str = 'teacher'
 
 
 def build_frozen_teacher(cfg: Union[str, dict, Config], ckpt: Optional[str],
-                         allow_random: bool = False) -> nn.Module:
+                         allow_random: bool = False, unsafe_load: bool = False) -> nn.Module:
     """Build the teacher, load its checkpoint, freeze it and put it in eval mode.
 
     Args:
         cfg: config file path (``'mmpretrain::resnet/resnet34_8xb32_in1k.py'`` style allowed) or a
             model config dict.
-        ckpt: local checkpoint file of the teacher.
+        ckpt: checkpoint of the teacher: a local file or any URL scheme of mmengine's
+            ``CheckpointLoader`` (``https://...`` is cached in the torch hub cache).
         allow_random: accept ``ckpt=None`` (random teacher; only for tests and smoke runs).
+        unsafe_load: fully unpickle ``ckpt`` (only for files you trust); by default it is loaded
+            weights-only with the allowlist of mmengine checkpoints (``MMKD_UNSAFE_LOAD=1`` also
+            opts in).
     """
     model_cfg = load_model_config(cfg)
     # A teacher is never initialised from the network: its weights come from ``ckpt``.
@@ -105,9 +150,9 @@ def build_frozen_teacher(cfg: Union[str, dict, Config], ckpt: Optional[str],
     # ConfigDict: some models read nested configs by attribute (mmdet two-stage: train_cfg.rpn)
     teacher = MODELS.build(ConfigDict(model_cfg))
     if ckpt is not None:
-        load_weights_strictly(teacher, ckpt, 'teacher')
+        load_weights_strictly(teacher, ckpt, 'teacher', unsafe=True if unsafe_load else None)
     elif not allow_random:
-        raise ValueError('teacher_ckpt is required (a local checkpoint file of the teacher); pass '
+        raise ValueError('teacher_ckpt is required (a checkpoint file or URL of the teacher); pass '
                          'allow_random_teacher=True only for smoke tests')
     teacher.requires_grad_(False)
     teacher.eval()

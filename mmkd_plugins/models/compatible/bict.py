@@ -158,7 +158,8 @@ def load_transformation(path: str, bict_cfg: Optional[dict] = None) -> BiCTTrans
     import os.path as osp
     if not osp.isfile(path):
         raise FileNotFoundError(f'BiCT transformation checkpoint not found: {path}')
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    from mmkd_plugins.utils.safe_load import load_local_checkpoint  # weights-only + allowlist
+    ckpt = load_local_checkpoint(path, map_location='cpu')
     objective = None
     if isinstance(ckpt, dict) and 'bict_cfg' in ckpt:
         cfg, state = dict(ckpt['bict_cfg']), ckpt['state_dict']

@@ -78,14 +78,16 @@ def load_vgg19_state_dict(checkpoint: str, prefix: Optional[str] = None) -> Dict
         prefix: keep only keys starting with it and strip it, e.g. ``'encoder.'`` to take the
             (refined) encoder out of an :class:`AdaINStyleTransfer` checkpoint.
 
-    Only load files you trust: the file is unpickled.
+    Loaded weights-only (the allowlist of mmkd_plugins.utils.safe_load); MMKD_UNSAFE_LOAD=1 opts into
+    full unpickling for a file you trust.
     """
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(
             f'VGG19 checkpoint "{checkpoint}" not found. Nothing is downloaded at run time: put '
             'torchvision\'s vgg19 weights (e.g. vgg19-dcbb9e9d.pth) or AdaIN\'s '
             'vgg_normalised.pth there, or set encoder.checkpoint=None for random init.')
-    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    from mmkd_plugins.utils.safe_load import load_local_checkpoint  # weights-only + allowlist
+    state = load_local_checkpoint(checkpoint, map_location='cpu')
     if isinstance(state, dict) and 'state_dict' in state:
         state = state['state_dict']
     if not isinstance(state, dict):
