@@ -63,11 +63,11 @@ def validate_mesh(vertices: np.ndarray, faces: np.ndarray, name: str = 'mesh',
     if degenerate.any():
         problems.append(f'{int(degenerate.sum())} degenerate faces (a vertex repeated in a face), first is '
                         f'face {int(np.argmax(degenerate))}')
-    if check_manifold:
-        edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    if check_manifold:  # edges of the proper triangles (a degenerate one would count an edge twice)
+        edges = np.sort(faces[~degenerate][:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
         uniq, counts = np.unique(edges, axis=0, return_counts=True)
         bad = counts > 2
-        if bad.any():
+        if len(edges) and bad.any():
             e = uniq[np.argmax(bad)]
             problems.append(f'the mesh is non-manifold: {int(bad.sum())} edges are shared by more than two '
                             f'faces (e.g. edge {int(e[0])}-{int(e[1])} by {int(counts[np.argmax(bad)])} faces)')
