@@ -4,7 +4,7 @@ Example::
 
     python tools/realy_evaluate.py data/REALY predictions/ \
         --template-obj data/REALY/templates/HIFI3D.obj --template-keypoints data/REALY/templates/HIFI3D.txt \
-        --out-dir work_dirs/realy_eval [--error-maps]
+        --out-dir work_dirs/realy_eval [--error-maps] [--template-mask mask.txt] [--allow-reflection]
 
 Writes ``<out-dir>/realy_errors.csv`` (one row per image: image, subject, one column per region, the
 image's mean), ``<out-dir>/realy_summary.csv`` and ``realy_summary.json`` (per region mean, median,
@@ -38,6 +38,25 @@ def parse_args(argv=None):
     parser.add_argument('--error-maps', action='store_true', help='write error-coloured scan regions')
     parser.add_argument('--error-map-max', type=float, default=5.0, help='mm shown as full red')
     parser.add_argument('--icp-max-iter', type=int, default=100)
+    parser.add_argument('--template-mask', default=None,
+                        help="REALY's --template_mask: one 0/1 per template vertex (comma- or line-separated); "
+                             'faces with a masked-out vertex are dropped from the prediction before the '
+                             'closest points P* / P** (the alignments use every face)')
+    parser.add_argument('--allow-reflection', action='store_true',
+                        help="keep reflections in the 7-point and Kabsch fits as REALY's code does "
+                             '(default: corrected to det R = +1)')
+    parser.add_argument('--strict-checks', action='store_true',
+                        help='refuse degenerate or non-manifold meshes (default: a warning naming the file '
+                             'and the count, and the mesh is evaluated as REALY does)')
+    parser.add_argument('--nicp-formulation', choices=['incremental', 'absolute'], default='incremental',
+                        help="incremental: REALY's (each step solves affines on the deformed scan); "
+                             'absolute: affines relative to the original scan (a deviation)')
+    parser.add_argument('--nicp-stop-rule', choices=['realy', 'per_stage'], default='realy',
+                        help="realy: REALY's (test before each step, carried across stages); per_stage: "
+                             'at least one step per stage (a deviation)')
+    parser.add_argument('--no-merge-scan-vertices', action='store_true',
+                        help='compute the error on the scan vertices as in the files (REALY merges '
+                             'duplicate vertices first; a deviation)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -69,9 +88,13 @@ def main(argv=None):
     from mmkd_plugins.evaluation.metrics.realy import REALYMetric
 
     dataset = REALYDataset(args.data_root, pred_root=args.pred_dir, regions=args.regions,
-                           pred_suffix=args.pred_suffix)
+                           pred_suffix=args.pred_suffix, strict_mesh_checks=args.strict_checks)
     metric = REALYMetric(args.template_obj, args.template_keypoints, regions=args.regions,
                          icp_cfg=dict(max_iter=args.icp_max_iter),
+                         nicp_cfg=dict(formulation=args.nicp_formulation, stop_rule=args.nicp_stop_rule),
+                         template_mask=args.template_mask, allow_reflection=args.allow_reflection,
+                         merge_scan_vertices=not args.no_merge_scan_vertices,
+                         strict_mesh_checks=args.strict_checks,
                          error_map_dir=osp.join(args.out_dir, 'error_maps') if args.error_maps else None,
                          error_map_max=args.error_map_max)
     rows = []

@@ -27,19 +27,26 @@ test_dataloader = dict(
         scan_dir='REALY_scan_region',
         scale_file='metrical_scale.txt',
         regions=regions,
-        check_manifold=True))
+        check_manifold=True,
+        strict_mesh_checks=False))  # True: refuse degenerate / non-manifold meshes (default: warn)
 
 test_evaluator = dict(
     type='REALYMetric',
     template_obj=template_obj,
     template_keypoints=template_keypoints,
     regions=regions,
+    template_mask=None,  # REALY's --template_mask: one 0/1 per template vertex
+    allow_reflection=False,  # True: keep reflections in the fits, as REALY's code (see README)
+    merge_scan_vertices=True,  # REALY: the error on the scan region with duplicate vertices merged
     # REALY's settings, written out (these are the defaults)
     icp_cfg=dict(max_iter=100, tol=1e-6),
     nicp_cfg=dict(
+        formulation='incremental',  # each step's affines act on the current deformed scan
+        stop_rule='realy',  # test before each step, carried across stages
         stiffness=(50.0, 30.326533, 18.393972),  # 50 exp(-0.5 (d - 1)), d = 1, 2, 3
         epsilon=(1.0, 0.5, 0.25),
-        max_steps=11,
+        max_steps=11,  # per stage, with keypoints
+        max_steps_without_landmarks=None,  # the cheek: no cap
         gamma=1.0,
         landmark_weight=50.0,
         landmark_decay=0.9,

@@ -47,7 +47,10 @@ class REALYDataset(BaseDataset):
         keypoint_dir, scan_dir, scale_file: names inside ``data_root``.
         regions: regions whose scans are required.
         pred_suffix: file suffix of predictions (``.obj``; ``.ply`` etc. go through trimesh).
-        check_manifold: reject non-manifold meshes with a clear error.
+        check_manifold: look for non-manifold edges (an edge in more than two faces).
+        strict_mesh_checks: refuse degenerate or non-manifold meshes with an error; by default they
+            give a ``REALYMeshWarning`` naming the file and the count and are evaluated as they are,
+            as the official REALY code does.
         load_meshes: read the arrays when an item is fetched (False: paths only).
         pipeline: optional transforms; default packs ``inputs``/``data_samples`` as described above.
     """
@@ -63,6 +66,7 @@ class REALYDataset(BaseDataset):
                  regions: Sequence[str] = REGIONS,
                  pred_suffix: str = '.obj',
                  check_manifold: bool = True,
+                 strict_mesh_checks: bool = False,
                  load_meshes: bool = True,
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  test_mode: bool = True,
@@ -72,6 +76,7 @@ class REALYDataset(BaseDataset):
         self.regions = tuple(regions)
         self.pred_suffix = pred_suffix
         self.check_manifold = check_manifold
+        self.strict_mesh_checks = strict_mesh_checks
         self.load_meshes = load_meshes
         self._cache: Dict[str, Dict] = {}
         super().__init__(data_root=data_root, pipeline=list(pipeline), test_mode=test_mode, **kwargs)
@@ -138,7 +143,8 @@ class REALYDataset(BaseDataset):
             self._cache.clear()
             self._cache[subject] = dict(
                 gt_keypoints=load_keypoints(info['keypoint_path']),
-                region_scans={r: load_mesh(p, check_manifold=self.check_manifold)
+                region_scans={r: load_mesh(p, check_manifold=self.check_manifold,
+                                           strict=self.strict_mesh_checks)
                               for r, p in info['region_paths'].items()})
         return self._cache[subject]
 
@@ -148,8 +154,8 @@ class REALYDataset(BaseDataset):
         if self.load_meshes:
             info.update(self.load_ground_truth(info))
             if 'pred_path' in info:
-                info['pred_vertices'], info['pred_faces'] = load_mesh(info['pred_path'],
-                                                                      check_manifold=self.check_manifold)
+                info['pred_vertices'], info['pred_faces'] = load_mesh(
+                    info['pred_path'], check_manifold=self.check_manifold, strict=self.strict_mesh_checks)
         if len(self.pipeline.transforms):
             return self.pipeline(info)
         return self.pack(info)

@@ -11,7 +11,8 @@ pytest.importorskip('scipy')
 pytest.importorskip('trimesh')
 
 from mmkd_plugins.datasets.realy import REALYDataset  # noqa: E402
-from mmkd_plugins.evaluation.realy import REGIONS, load_mesh, load_metric_scales, read_obj  # noqa: E402
+from mmkd_plugins.evaluation.realy import (REGIONS, REALYMeshWarning, load_mesh, load_metric_scales,  # noqa: E402
+                                           read_obj)
 from mmkd_plugins.evaluation.realy import synthetic as syn  # noqa: E402
 
 
@@ -99,7 +100,7 @@ def test_missing_keypoints_scale_and_unknown_subject(bench, tmp_path):
         REALYDataset(root2, pred_root=osp.join(root2, 'pred'))
 
 
-def test_non_manifold_and_broken_meshes_give_clear_errors(bench, tmp_path):
+def test_non_manifold_and_degenerate_meshes_warn_unless_strict_and_broken_ones_fail(bench, tmp_path):
     root = _copy(bench, tmp_path)
     path = osp.join(root, 'REALY_scan_region', '1', 'nose.obj')
     v, f = read_obj(path)
@@ -107,12 +108,18 @@ def test_non_manifold_and_broken_meshes_give_clear_errors(bench, tmp_path):
     extra_v = np.vstack([v, v[f[0, :2]].mean(0) + [0, 0, 1.0], v[f[0, :2]].mean(0) + [0, 0, -1.0]])
     extra_f = np.vstack([f, [f[0, 0], f[0, 1], len(v)], [f[0, 1], f[0, 0], len(v) + 1]])
     syn.write_obj(path, extra_v, extra_f)
-    ds = REALYDataset(root, pred_root=osp.join(root, 'pred'))
+    # the official code evaluates it: a warning naming the file and the count, and the arrays
+    with pytest.warns(REALYMeshWarning, match=r'1/nose.obj: the mesh is non-manifold: 1 edges are shared'):
+        sample = REALYDataset(root, pred_root=osp.join(root, 'pred'))[0]['data_samples']
+    assert sample.region_scans['nose'][1].shape == extra_f.shape
+    ds = REALYDataset(root, pred_root=osp.join(root, 'pred'), strict_mesh_checks=True)
     with pytest.raises(ValueError, match='nose.obj: the mesh is non-manifold'):
         ds[0]
     syn.write_obj(path, v, np.vstack([f, [0, 0, 1]]))
-    with pytest.raises(ValueError, match='degenerate faces'):
+    with pytest.warns(REALYMeshWarning, match=r'nose.obj: 1 degenerate faces'):
         load_mesh(path)
+    with pytest.raises(ValueError, match='degenerate faces'):
+        load_mesh(path, strict=True)
     syn.write_obj(path, v)
     with pytest.raises(ValueError, match='no faces'):
         load_mesh(path)

@@ -71,3 +71,44 @@ def test_tool_reports_a_wrong_topology(tmp_path):
         _load_tool().main([root, str(tmp_path / 'pred'), '--template-obj', info['template_obj'],
                            '--template-keypoints', info['template_keypoints'], '--out-dir',
                            str(tmp_path / 'o'), '--no-progress'])
+
+
+def test_tool_options_reach_the_evaluation(tmp_path):
+    """--allow-reflection (a mirrored prediction scores like the original), --template-mask (faces
+    dropped before the closest points), --strict-checks (a non-manifold scan: warning by default, error
+    when strict), --nicp-formulation (the deviation option changes the numbers)."""
+    from mmkd_plugins.evaluation.realy import REALYMeshWarning, load_mesh, read_obj
+    root = str(tmp_path / 'REALY')
+    info = syn.write_benchmark(root, num_subjects=1, scan_res=(30, 36), template_res=(20, 25))
+    syn.write_predictions(str(tmp_path / 'pred'), info, views=1)
+    v, f = load_mesh(str(tmp_path / 'pred' / '1_0.obj'))
+    syn.write_obj(str(tmp_path / 'pred' / '1_m.obj'), v * np.array([-1.0, 1.0, 1.0]), f)
+    tool = _load_tool()
+
+    def run(*extra):
+        out = tmp_path / f'out{len(list(tmp_path.glob("out*")))}'
+        tool.main([root, str(tmp_path / 'pred'), '--template-obj', info['template_obj'], '--template-keypoints',
+                   info['template_keypoints'], '--out-dir', str(out), '--no-progress', *extra])
+        with open(out / 'realy_errors.csv') as fh:
+            return {r['image']: np.array([float(r[k]) for k in REGIONS]) for r in csv.DictReader(fh)}
+
+    default = run()
+    assert default['1_m'].mean() > default['1_0'].mean() + 0.1
+    reflect = run('--allow-reflection')
+    np.testing.assert_allclose(reflect['1_m'], default['1_0'], atol=1e-5)
+    tv, _ = load_mesh(info['template_obj'])
+    mask = tmp_path / 'mask.txt'
+    mask.write_text(','.join(str(int(x < np.quantile(tv[:, 0], 0.7))) for x in tv[:, 0]))
+    masked = run('--template-mask', str(mask))
+    assert masked['1_0'][3] > default['1_0'][3] + 0.05  # the cheek lost one side of the prediction
+    absolute = run('--nicp-formulation', 'absolute', '--nicp-stop-rule', 'per_stage')
+    assert np.abs(absolute['1_0'] - default['1_0']).max() > 1e-4
+
+    path = osp.join(root, 'REALY_scan_region', '1', 'nose.obj')
+    sv, sf = read_obj(path)
+    syn.write_obj(path, np.vstack([sv, sv[sf[0, :2]].mean(0) + [0, 0, 0.2]]),
+                  np.vstack([sf, [sf[0, 0], sf[0, 1], len(sv)]]))
+    with pytest.warns(REALYMeshWarning, match='nose.obj: the mesh is non-manifold'):
+        run()
+    with pytest.raises(ValueError, match='nose.obj: the mesh is non-manifold'):
+        run('--strict-checks')

@@ -50,6 +50,13 @@ class REALYMetric(BaseMetric):
         regions: evaluated regions (default nose, mouth, forehead, cheek).
         icp_cfg: options of the region rigid ICP (``max_iter`` = 100, ``tol`` = 1e-6).
         nicp_cfg: options of the non-rigid ICP (see ``optimal_step_nicp``; defaults are REALY's).
+        template_mask: REALY's ``--template_mask`` file (one 0/1 per template vertex): faces with a
+            masked-out vertex are dropped from the prediction before P* / P** (alignments use all).
+        allow_reflection: keep reflections in the 7-point and Kabsch fits as REALY's code does
+            (default False: corrected to ``det R = +1``; see configs/realy/README.md).
+        merge_scan_vertices: errors on the scan regions with duplicate vertices merged (REALY);
+            False: the vertices as they are in the files (a deviation).
+        strict_mesh_checks: refuse a degenerate or non-manifold template (default: a warning).
         error_map_dir: if set, write each scan region coloured by per-vertex error to
             ``<error_map_dir>/<img_id>/<region>.ply``.
         error_map_max: error (mm) shown in full red on the error maps.
@@ -63,6 +70,10 @@ class REALYMetric(BaseMetric):
                  regions: Sequence[str] = REGIONS,
                  icp_cfg: Optional[Dict] = None,
                  nicp_cfg: Optional[Dict] = None,
+                 template_mask: Optional[str] = None,
+                 allow_reflection: bool = False,
+                 merge_scan_vertices: bool = True,
+                 strict_mesh_checks: bool = False,
                  error_map_dir: Optional[str] = None,
                  error_map_max: float = 5.0,
                  collect_device: str = 'cpu',
@@ -73,7 +84,10 @@ class REALYMetric(BaseMetric):
         unknown = [r for r in regions if r not in REGIONS]
         if unknown or not regions:
             raise ValueError(f'REALYMetric: regions must be a non-empty subset of {REGIONS}, got {regions}')
-        self.template = REALYTemplate.from_files(template_obj, template_keypoints)
+        self.template = REALYTemplate.from_files(template_obj, template_keypoints, mask_path=template_mask,
+                                                 strict=strict_mesh_checks)
+        self.allow_reflection = bool(allow_reflection)
+        self.merge_scan_vertices = bool(merge_scan_vertices)
         self.regions = tuple(regions)
         self.icp_cfg = dict(icp_cfg or {})
         self.nicp_cfg = dict(nicp_cfg or {})
@@ -102,12 +116,14 @@ class REALYMetric(BaseMetric):
         res = evaluate_prediction(pred, self.template, _numpy(get['gt_keypoints']),
                                   scans, scale=float(get['metric_scale']), regions=self.regions,
                                   icp_cfg=self.icp_cfg, nicp_cfg=self.nicp_cfg,
-                                  return_details=self.error_map_dir is not None, name=f'prediction {img_id}')
+                                  return_details=self.error_map_dir is not None, name=f'prediction {img_id}',
+                                  allow_reflection=self.allow_reflection,
+                                  merge_scan_vertices=self.merge_scan_vertices)
         if self.error_map_dir is not None:
             out_dir = osp.join(self.error_map_dir, img_id)
             os.makedirs(out_dir, exist_ok=True)
             for region, det in res['details'].items():
-                save_error_map(osp.join(out_dir, f'{region}.ply'), scans[region][0], scans[region][1],
+                save_error_map(osp.join(out_dir, f'{region}.ply'), det['scan_vertices'], det['scan_faces'],
                                det['vertex_errors'], vmax=self.error_map_max)
         return dict(img_id=img_id, subject=str(get['subject']), errors=res['errors'],
                     timings=res['timings'])

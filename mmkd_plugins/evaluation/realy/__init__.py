@@ -4,7 +4,8 @@ Pure geometry functions (numpy in, numpy out); scipy and trimesh are imported wh
 """
 from .alignment import apply_similarity, fit_similarity, global_align
 from .icp import region_rigid_icp
-from .io import load_keypoints, load_mesh, load_metric_scales, read_obj, save_error_map, validate_mesh
+from .io import (REALYMeshWarning, load_keypoints, load_mesh, load_metric_scales, load_template_mask,
+                 masked_faces, merge_vertices, read_obj, save_error_map, validate_mesh)
 from .keypoints import (GLOBAL_KEYPOINTS, ICP_KEYPOINTS, NICP_KEYPOINTS, NUM_KEYPOINTS, REGIONS,
                         barycentric_from_points, barycentric_keypoints, load_barycentric,
                         save_barycentric)
@@ -16,6 +17,7 @@ from .region_error import bidirectional_region_error, error_colors
 __all__ = [
     'apply_similarity', 'fit_similarity', 'global_align', 'region_rigid_icp', 'load_keypoints',
     'load_mesh', 'load_metric_scales', 'read_obj', 'save_error_map', 'validate_mesh', 'GLOBAL_KEYPOINTS',
+    'REALYMeshWarning', 'load_template_mask', 'masked_faces', 'merge_vertices',
     'ICP_KEYPOINTS', 'NICP_KEYPOINTS', 'NUM_KEYPOINTS', 'REGIONS', 'barycentric_from_points',
     'barycentric_keypoints', 'load_barycentric', 'save_barycentric', 'edge_vertex_incidence',
     'optimal_step_nicp', 'REALYTemplate', 'evaluate_prediction', 'summarize', 'MovedProximity',

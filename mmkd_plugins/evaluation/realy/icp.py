@@ -28,7 +28,8 @@ def region_rigid_icp(pred_vertices: np.ndarray,
                      keypoint_rate_divisor: float = 1.0,
                      max_iter: int = 100,
                      tol: float = 1e-6,
-                     proximity: Optional[SurfaceProximity] = None) -> Dict:
+                     proximity: Optional[SurfaceProximity] = None,
+                     allow_reflection: bool = False) -> Dict:
     """Rigidly align a prediction to one scan region (see the module docstring).
 
     Args:
@@ -41,6 +42,8 @@ def region_rigid_icp(pred_vertices: np.ndarray,
         max_iter: iteration cap (REALY: 100).
         tol: stop when the mean squared pair error changes by less than this (REALY: 1e-6).
         proximity: a prebuilt ``SurfaceProximity(pred_vertices, pred_faces)`` to reuse.
+        allow_reflection: keep a reflection in the Kabsch fit (REALY's code does; see
+            :func:`fit_similarity`).
 
     Returns:
         dict with ``vertices`` (aligned prediction), ``keypoints`` (aligned ``pred_keypoints``),
@@ -66,7 +69,8 @@ def region_rigid_icp(pred_vertices: np.ndarray,
         local, _, _ = prox.query((scan - trans) @ rot)
         src = np.concatenate([apply_similarity(local, 1.0, rot, trans),
                               apply_similarity(kp_p, 1.0, rot, trans)])
-        _, r_step, t_step = fit_similarity(src, target, with_scale=False, weights=weights)
+        _, r_step, t_step = fit_similarity(src, target, with_scale=False, weights=weights,
+                                          allow_reflection=allow_reflection)
         moved = apply_similarity(src, 1.0, r_step, t_step)
         err = float((weights * ((moved - target) ** 2).sum(1)).sum() / weights.sum())
         if abs(err - err_prev) < tol or it >= max_iter:

@@ -44,8 +44,8 @@ def bidirectional_region_error(pred_vertices: np.ndarray,
 
     Returns:
         dict with ``error`` (float, mm), ``vertex_errors`` (``(M,)`` mm), ``deformed`` (``(M, 3)``
-        deformed scan), ``correspondences`` (``(M, 3)`` P**) and ``timings`` (seconds of the
-        closest-point queries and of the NICP).
+        deformed scan), ``correspondences`` (``(M, 3)`` P**), ``nicp_steps`` (steps per NICP stage)
+        and ``timings`` (seconds of the closest-point queries and of the NICP).
     """
     t0 = time.perf_counter()
     scan = np.asarray(scan_vertices, dtype=np.float64)
@@ -58,14 +58,16 @@ def bidirectional_region_error(pred_vertices: np.ndarray,
             raise ValueError('bidirectional_region_error: gt_keypoints must match pred_keypoints in shape')
         lm_ids, _ = nearest_vertices(scan, gt_keypoints)
         lm_tgt = np.asarray(pred_keypoints, dtype=np.float64)
-    deformed = optimal_step_nicp(scan, scan_faces, p_star, landmark_ids=lm_ids, landmark_targets=lm_tgt,
-                                 **(nicp_cfg or {}))['vertices']
+    nicp = optimal_step_nicp(scan, scan_faces, p_star, landmark_ids=lm_ids, landmark_targets=lm_tgt,
+                             **(nicp_cfg or {}))
+    deformed = nicp['vertices']
     t2 = time.perf_counter()
     p_2star, _, _ = prox.query(deformed)
     vertex_errors = np.linalg.norm(p_2star - scan, axis=1) * float(scale)
     t3 = time.perf_counter()
     return dict(error=float(vertex_errors.mean()), vertex_errors=vertex_errors, deformed=deformed,
-                correspondences=p_2star, timings=dict(closest_points=t1 - t0 + t3 - t2, nicp=t2 - t1))
+                correspondences=p_2star, nicp_steps=nicp['stage_steps'],
+                timings=dict(closest_points=t1 - t0 + t3 - t2, nicp=t2 - t1))
 
 
 def error_colors(errors: np.ndarray, vmax: float = 5.0, vmin: float = 0.0) -> np.ndarray:
