@@ -4,7 +4,7 @@ Example::
 
     python tools/realy_evaluate.py data/REALY predictions/ \
         --template-obj data/REALY/templates/HIFI3D.obj --template-keypoints data/REALY/templates/HIFI3D.txt \
-        --out-dir work_dirs/realy_eval [--error-maps] [--template-mask mask.txt] [--allow-reflection]
+        --out-dir work_dirs/realy_eval [--error-maps] [--template-mask mask.txt] [--no-allow-reflection]
 
 Writes ``<out-dir>/realy_errors.csv`` (one row per image: image, subject, one column per region, the
 image's mean), ``<out-dir>/realy_summary.csv`` and ``realy_summary.json`` (per region mean, median,
@@ -42,9 +42,9 @@ def parse_args(argv=None):
                         help="REALY's --template_mask: one 0/1 per template vertex (comma- or line-separated); "
                              'faces with a masked-out vertex are dropped from the prediction before the '
                              'closest points P* / P** (the alignments use every face)')
-    parser.add_argument('--allow-reflection', action='store_true',
+    parser.add_argument('--allow-reflection', action=argparse.BooleanOptionalAction, default=True,
                         help="keep reflections in the 7-point and Kabsch fits as REALY's code does "
-                             '(default: corrected to det R = +1)')
+                             '(default); --no-allow-reflection corrects them to det R = +1')
     parser.add_argument('--strict-checks', action='store_true',
                         help='refuse degenerate or non-manifold meshes (default: a warning naming the file '
                              'and the count, and the mesh is evaluated as REALY does)')

@@ -36,7 +36,7 @@ test_evaluator = dict(
     template_keypoints=template_keypoints,
     regions=regions,
     template_mask=None,  # REALY's --template_mask: one 0/1 per template vertex
-    allow_reflection=False,  # True: keep reflections in the fits, as REALY's code (see README)
+    allow_reflection=True,  # REALY's code keeps reflections; False corrects them to det R = +1 (see README)
     merge_scan_vertices=True,  # REALY: the error on the scan region with duplicate vertices merged
     # REALY's settings, written out (these are the defaults)
     icp_cfg=dict(max_iter=100, tol=1e-6),

@@ -129,13 +129,13 @@ def test_template_mask_drops_faces_for_the_closest_points_only(subject, tmp_path
 # ---------------------------------------------------------------- reflections
 def test_allow_reflection_reaches_the_fits_through_the_metric(subject):
     """A mirrored prediction: REALY's fits (reflections kept) undo the mirror and score it like the
-    original; the corrected fits (default) cannot."""
+    original; the corrected fits (``allow_reflection=False``) cannot. REALY's is the default."""
     kp, pred, scans = subject['kp'], subject['pred'], subject['scans']
     mirrored = pred * np.array([-1.0, 1.0, 1.0])
     sample = dict(gt_keypoints=kp, region_scans=scans, metric_scale=1.0, img_id='1_0')
     args = (subject['info']['template_obj'], subject['info']['template_keypoints'])
-    realy = REALYMetric(*args, allow_reflection=True)
-    corrected = REALYMetric(*args)
+    realy = REALYMetric(*args)
+    corrected = REALYMetric(*args, allow_reflection=False)
     orig = corrected.evaluate_sample(dict(sample, pred_vertices=pred))['errors']
     mirror_realy = realy.evaluate_sample(dict(sample, pred_vertices=mirrored))['errors']
     mirror_corr = corrected.evaluate_sample(dict(sample, pred_vertices=mirrored))['errors']

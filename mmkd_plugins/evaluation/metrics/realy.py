@@ -71,7 +71,7 @@ class REALYMetric(BaseMetric):
                  icp_cfg: Optional[Dict] = None,
                  nicp_cfg: Optional[Dict] = None,
                  template_mask: Optional[str] = None,
-                 allow_reflection: bool = False,
+                 allow_reflection: bool = True,
                  merge_scan_vertices: bool = True,
                  strict_mesh_checks: bool = False,
                  error_map_dir: Optional[str] = None,

@@ -103,7 +103,7 @@ def evaluate_prediction(pred_vertices: np.ndarray,
                         nicp_cfg: Optional[Dict] = None,
                         return_details: bool = False,
                         name: str = 'prediction',
-                        allow_reflection: bool = False,
+                        allow_reflection: bool = True,
                         merge_scan_vertices: bool = True) -> Dict:
     """REALY errors (mm) of one predicted mesh against one subject.
 
