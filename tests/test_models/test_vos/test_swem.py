@@ -210,8 +210,9 @@ def test_train_and_val_through_runner(tmp_path):
     assert set(metrics) >= {'davis/J&F-Mean', 'davis/J-Mean', 'davis/F-Mean', 'davis/J-Recall',
                             'davis/F-Decay'}
     assert 0 <= metrics['davis/J&F-Mean'] <= 100
-    # the frame-skip curriculum reached its second stage in the shared value
-    assert runner.train_dataloader.dataset.max_skip == 4
+    # the frame-skip curriculum: 0 (iter 0) -> 5 (iter 1) -> 2 (iter 2, 40 % of the peak), in the
+    # shared value that the DataLoader workers read
+    assert runner.train_dataloader.dataset.cur_skip == 2
 
 
 @pytest.mark.skipif(not __import__('importlib').util.find_spec('mmpretrain'),

@@ -1,0 +1,368 @@
+"""Every pretrained reference in every shipped config really loads.
+
+For each entry config under ``configs/`` (all method folders; files in ``_base_`` folders or starting
+with ``_`` are pieces that entry configs inherit), the test walks the resolved config for the
+references to weights:
+
+* ``init_cfg`` entries of ``type='Pretrained'`` anywhere in the model dict (student, backbones, nested
+  models), and ``pretrained='<checkpoint>'`` strings (mmseg / older backbones turn them into one);
+* ``teacher_ckpt`` (a local path or a URL): the teacher, built from its own config (``'mmdet::...'``,
+  ``'mmpretrain::...'`` or a file, loaded as the distiller does), must hold exactly that file;
+* the top-level ``load_from`` (loaded by the Runner after ``init_weights``).
+
+Each reference is replaced by a local file holding distinct random weights of the right shapes and
+key prefix (the module's own state dict, under ``<prefix>.`` when the ``init_cfg`` has a prefix). The
+model is built as the Runner builds it (default scope, custom imports, top-level data
+preprocessor), ``init_weights()`` runs, ``load_from`` is loaded as ``Runner.load_checkpoint`` does,
+and every tensor the file covers must now equal the file. A failure names the config, the
+reference, the module and the tensors that differ. References inside a teacher's own config are
+superseded by ``teacher_ckpt`` (the teacher is never initialised from them) and are not checked.
+
+Configs whose resolved model, ``load_from`` and scope are identical share one check (the first
+config of the group names it), so every distinct reference is covered once. Nothing is downloaded:
+every reference points at a local file before anything is built.
+"""
+import copy
+import glob
+import json
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+import torch
+from torch import nn
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+CONFIG_ROOT = osp.join(REPO, 'configs')
+
+
+# ---------------------------------------------------------------------------------------- configs
+def entry_configs() -> List[str]:
+    """All shipped entry configs (relative to the repository root)."""
+    out = []
+    for path in glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True):
+        rel = osp.relpath(path, CONFIG_ROOT)
+        if any(part.startswith('_') for part in rel.split(os.sep)):
+            continue
+        out.append(osp.relpath(path, REPO))
+    return sorted(out)
+
+
+def _plain(obj: Any) -> Any:
+    """ConfigDict / tuples -> plain dicts / lists (for copying, hashing and editing)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def load_entry(rel: str) -> dict:
+    """What the Runner takes from a config: model (with the top-level data preprocessor merged in
+    as ``Runner.__init__`` does), ``load_from``, ``default_scope``, ``custom_imports``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, rel))
+    model = _plain(cfg.get('model')) if cfg.get('model') is not None else None
+    if isinstance(model, dict) and cfg.get('data_preprocessor') is not None:
+        model.setdefault('data_preprocessor', _plain(cfg.data_preprocessor))
+    return dict(model=model, load_from=cfg.get('load_from'), default_scope=cfg.get('default_scope'),
+                custom_imports=_plain(cfg.get('custom_imports')))
+
+
+# ------------------------------------------------------------------------------------- references
+class Ref:
+    """One reference to weights: ``kind`` in {'init_cfg', 'pretrained', 'teacher_ckpt', 'load_from'},
+    ``path`` (keys from the model dict to the entry), the original value, and whether it sits inside
+    a teacher's config (superseded by ``teacher_ckpt``)."""
+
+    def __init__(self, kind: str, path: Tuple, value: str, in_teacher: bool = False,
+                 prefix: Optional[str] = None) -> None:
+        self.kind, self.path, self.value, self.in_teacher, self.prefix = (kind, path, value,
+                                                                           in_teacher, prefix)
+        self.token: Optional[str] = None
+
+    def where(self) -> str:
+        return 'model' + ''.join(f'[{p!r}]' if isinstance(p, str) else f'[{p}]' for p in self.path)
+
+    def __repr__(self) -> str:
+        return f'{self.kind} {self.value!r} at {self.where()}'
+
+
+def find_refs(node: Any, path: Tuple = (), in_teacher: bool = False) -> List[Ref]:
+    """Walk a model dict and list every weight reference in it."""
+    refs: List[Ref] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            sub = path + (key, )
+            if key == 'init_cfg' and value is not None:
+                items = value if isinstance(value, list) else [value]
+                for i, item in enumerate(items):
+                    if isinstance(item, dict) and item.get('type') == 'Pretrained':
+                        p = sub + ((i, ) if isinstance(value, list) else ()) + ('checkpoint', )
+                        refs.append(Ref('init_cfg', p, item.get('checkpoint'), in_teacher,
+                                        item.get('prefix')))
+            elif key == 'pretrained' and isinstance(value, str):
+                refs.append(Ref('pretrained', sub, value, in_teacher))
+            elif key == 'teacher_ckpt' and value is not None:
+                refs.append(Ref('teacher_ckpt', sub, value, in_teacher))
+            else:
+                refs.extend(find_refs(value, sub, in_teacher or key == 'teacher'))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            refs.extend(find_refs(value, path + (i, ), in_teacher))
+    return refs
+
+
+def _set(node: dict, path: Tuple, value: Any) -> None:
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+
+
+def _get(node: dict, path: Tuple) -> Any:
+    for p in path:
+        node = node[p]
+    return node
+
+
+# --------------------------------------------------------------------------------- random weights
+def random_state(state: Dict[str, torch.Tensor], seed: int,
+                 prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Distinct random tensors with the shapes / dtypes of ``state`` (keys under ``prefix.``)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in state.items():
+        if v.dtype.is_floating_point:
+            t = torch.randn(v.shape, generator=g, dtype=torch.float32).to(v.dtype)
+        elif v.dtype == torch.bool:
+            t = torch.randint(0, 2, v.shape, generator=g).bool()
+        else:
+            t = torch.randint(1, 1000, v.shape, generator=g).to(v.dtype)
+        out[(prefix.rstrip('.') + '.' + k) if prefix else k] = t
+    return out
+
+
+def compare(module: nn.Module, file_state: Dict[str, torch.Tensor],
+            prefix: Optional[str] = None) -> List[str]:
+    """Tensors of ``file_state`` (keys under ``prefix.``) that ``module`` does not hold exactly."""
+    own = module.state_dict()
+    bad = []
+    strip = (prefix.rstrip('.') + '.') if prefix else ''
+    for k, v in file_state.items():
+        name = k[len(strip):]
+        if name not in own:
+            bad.append(f'{name} (missing in the module)')
+        elif own[name].shape != v.shape or not torch.equal(own[name].cpu(), v.to(own[name].dtype)):
+            bad.append(name)
+    return bad
+
+
+# ------------------------------------------------------------------------------------- building
+def _scope(default_scope):
+    from mmengine.registry import DefaultScope
+    return DefaultScope.overwrite_default_scope(default_scope)
+
+
+def _import(custom_imports):
+    if custom_imports:
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**custom_imports)
+
+
+def build_teacher_shapes(teacher: Any) -> Dict[str, torch.Tensor]:
+    """The teacher's state dict (shapes only when the meta device works), built from its config as
+    the distiller does (``load_model_config``: own scope, own data preprocessor, ``init_cfg``
+    dropped)."""
+    from mmengine.config import ConfigDict
+    from mmengine.registry import MODELS
+
+    from mmkd_plugins.distillers.teacher import load_model_config
+    cfg = load_model_config(teacher)
+    cfg.pop('init_cfg', None)
+    try:
+        with torch.device('meta'):
+            model = MODELS.build(ConfigDict(copy.deepcopy(cfg)))
+    except Exception:  # some constructors compute with tensors: build on the CPU instead
+        model = MODELS.build(ConfigDict(copy.deepcopy(cfg)))
+    return model.state_dict()
+
+
+def _modules_with_token(model: nn.Module, token: str) -> List[Tuple[str, nn.Module]]:
+    """Modules whose ``init_cfg`` (or ``pretrained``) points at ``token``."""
+    found = []
+    for name, mod in model.named_modules():
+        cfgs = getattr(mod, 'init_cfg', None)
+        cfgs = cfgs if isinstance(cfgs, (list, tuple)) else [cfgs]
+        hit = any(isinstance(c, dict) and c.get('type') == 'Pretrained' and c.get('checkpoint') == token
+                  for c in cfgs)
+        if hit or getattr(mod, 'pretrained', None) == token:
+            found.append((name or '<model>', mod))
+    return found
+
+
+def _hidden_modules(mod: nn.Module) -> List[nn.Module]:
+    """nn.Module attributes that are not registered submodules (e.g. a distiller's frozen teacher)."""
+    return [v for k, v in vars(mod).items() if isinstance(v, nn.Module) and k != '_modules']
+
+
+def check_config_group(rels: List[str], entry: dict, tmpdir: str) -> List[str]:
+    """Run the check for one distinct model; returns the failure messages."""
+    from mmengine.registry import MODELS
+    from mmengine.runner.checkpoint import load_checkpoint
+
+    name = rels[0]
+    errors: List[str] = []
+    model_cfg = copy.deepcopy(entry['model'])
+    refs = find_refs(model_cfg)
+    _import(entry['custom_imports'])
+    files: Dict[int, Dict[str, torch.Tensor]] = {}
+    with _scope(entry['default_scope']):
+        # 1. every reference points at a local file before anything is built
+        for i, ref in enumerate(refs):
+            ref.token = osp.join(tmpdir, f'ref{i}_{ref.kind}.pth')
+            _set(model_cfg, ref.path, ref.token)
+        for i, ref in enumerate(refs):
+            if ref.kind != 'teacher_ckpt' or ref.in_teacher:
+                continue
+            teacher = _get(model_cfg, ref.path[:-1] + ('teacher', ))
+            files[i] = random_state(build_teacher_shapes(teacher), seed=1000 + i)
+            torch.save(dict(state_dict=files[i], meta=dict()), ref.token)
+        # 2. build as the Runner does
+        model = MODELS.build(copy.deepcopy(model_cfg))
+        # 3. files for the init_cfg / pretrained references, from the module each one reached
+        targets: Dict[int, List[Tuple[str, nn.Module]]] = {}
+        for i, ref in enumerate(refs):
+            if ref.kind == 'teacher_ckpt' or ref.in_teacher:
+                continue
+            targets[i] = _modules_with_token(model, ref.token)
+            if not targets[i]:
+                errors.append(f'{name}: {ref} reaches no module of the built model (its weights '
+                              'could never load)')
+                continue
+            files[i] = random_state(targets[i][0][1].state_dict(), seed=2000 + i, prefix=ref.prefix)
+            torch.save(dict(state_dict=files[i], meta=dict()), ref.token)
+        # 4. Runner: init_weights(), then load_from
+        if hasattr(model, 'init_weights'):
+            model.init_weights()
+        load_state = None
+        if entry['load_from']:
+            load_state = random_state(model.state_dict(), seed=3000)
+            path = osp.join(tmpdir, 'load_from.pth')
+            torch.save(dict(state_dict=load_state, meta=dict()), path)
+            load_checkpoint(model, path, map_location='cpu', strict=False,
+                            revise_keys=[(r'^module\.', '')])  # as Runner.load_checkpoint
+    # 5. every covered tensor equals its file
+    for i, ref in enumerate(refs):
+        if ref.in_teacher:
+            continue
+        if ref.kind == 'teacher_ckpt':
+            owner = model
+            for p in ref.path[:-1]:
+                owner = getattr(owner, p)
+            keys = set(files[i])
+            teachers = [m for m in _hidden_modules(owner) + list(owner.children())
+                        if set(m.state_dict()) == keys]
+            if not teachers:
+                errors.append(f'{name}: {ref}: no teacher module of {type(owner).__name__} holds '
+                              'the checkpoint keys')
+            for t in teachers[:1]:
+                bad = compare(t, files[i])
+                if bad:
+                    errors.append(f'{name}: {ref}: the teacher differs from the file in {len(bad)} '
+                                  f'of {len(files[i])} tensors, e.g. {bad[:5]}')
+            continue
+        for mod_name, mod in targets.get(i, []):
+            bad = compare(mod, files[i], ref.prefix)
+            if bad:
+                errors.append(f'{name}: {ref} -> module {mod_name} ({type(mod).__name__}): '
+                              f'{len(bad)} of {len(files[i])} tensors were not loaded from the '
+                              f'file, e.g. {bad[:5]}')
+    if load_state is not None:
+        bad = compare(model, load_state)
+        if bad:
+            errors.append(f'{name}: load_from: {len(bad)} of {len(load_state)} tensors differ from '
+                          f'the file, e.g. {bad[:5]}')
+    return errors
+
+
+# ------------------------------------------------------------------------------------ the tests
+def _groups() -> List[Tuple[List[str], dict]]:
+    """Distinct (model, load_from, scope) groups of all entry configs with a model."""
+    seen: Dict[str, Tuple[List[str], dict]] = {}
+    for rel in entry_configs():
+        entry = load_entry(rel)
+        if not isinstance(entry['model'], dict):
+            continue
+        key = json.dumps([entry['model'], entry['load_from'], entry['default_scope']],
+                         sort_keys=True, default=str)
+        if key in seen:
+            seen[key][0].append(rel)
+        else:
+            seen[key] = ([rel], entry)
+    return list(seen.values())
+
+
+def _collect():
+    try:
+        import mmkd_plugins  # noqa: F401
+        return _groups(), None
+    except Exception as exc:  # reported by test_all_configs_parse
+        return [], exc
+
+
+GROUPS, PARSE_ERROR = _collect()
+WITH_REFS = [(rels, entry) for rels, entry in GROUPS if find_refs(entry['model']) or entry['load_from']]
+
+
+def test_all_configs_parse():
+    assert PARSE_ERROR is None, f'a config does not parse: {PARSE_ERROR!r}'
+    assert len(entry_configs()) > 50 and GROUPS
+
+
+def test_reference_walker_finds_every_kind():
+    model = dict(type='D', teacher_ckpt='https://x/t.pth',
+                 teacher=dict(type='T', backbone=dict(init_cfg=dict(type='Pretrained',
+                                                                    checkpoint='a.pth'))),
+                 student=dict(backbone=dict(init_cfg=[dict(type='Kaiming'),
+                                                      dict(type='Pretrained', checkpoint='b.pth',
+                                                           prefix='backbone')]),
+                              pretrained='open-mmlab://c'))
+    refs = {(r.kind, r.value, r.in_teacher, r.prefix) for r in find_refs(model)}
+    assert refs == {('teacher_ckpt', 'https://x/t.pth', False, None),
+                    ('init_cfg', 'a.pth', True, None), ('init_cfg', 'b.pth', False, 'backbone'),
+                    ('pretrained', 'open-mmlab://c', False, None)}
+    state = {'w': torch.zeros(2)}
+    assert list(random_state(state, 0, 'backbone')) == ['backbone.w']
+    assert not torch.equal(random_state(state, 0)['w'], random_state(state, 1)['w'])
+
+
+def test_a_reference_that_never_loads_is_caught(tmp_path):
+    """The check itself: an init_cfg on a backbone hidden inside a plain nn.Module is reported."""
+    from mmengine.model import BaseModule
+    from mmengine.registry import MODELS
+
+    @MODELS.register_module(force=True)
+    class _HiddenBackboneModel(BaseModule):
+        def __init__(self, backbone, wrap_in_basemodule=False, init_cfg=None):
+            super().__init__(init_cfg)
+            holder = BaseModule() if wrap_in_basemodule else nn.Module()
+            holder.backbone = MODELS.build(backbone)
+            self.holder = holder
+
+    backbone = dict(type='VOSTinyBackbone',
+                    init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18'))
+    entry = dict(model=dict(type='_HiddenBackboneModel', backbone=backbone), load_from=None,
+                 default_scope=None, custom_imports=None)
+    errors = check_config_group(['toy.py'], entry, str(tmp_path))
+    assert len(errors) == 1 and 'holder.backbone' in errors[0] and 'not loaded' in errors[0]
+    entry['model']['wrap_in_basemodule'] = True
+    assert check_config_group(['toy.py'], entry, str(tmp_path)) == []
+
+
+@pytest.mark.parametrize('rels,entry', WITH_REFS,
+                         ids=[f'{rels[0]}(+{len(rels) - 1})' for rels, _ in WITH_REFS])
+def test_pretrained_references_load(rels, entry, tmp_path):
+    torch.set_num_threads(1)
+    errors = check_config_group(rels, entry, str(tmp_path))
+    assert not errors, '\n'.join(errors)
