@@ -157,7 +157,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     bar.close()
     fps = frames_done / max(model_time, 1e-9)
     result = dict(videos=n_videos, frames=frames_done, seconds=model_time, fps=fps,
-                  out_dir=args.out_dir, overlays=overlays)
+                  out_dir=args.out_dir, overlays=overlays, written=written)
     print(f'Segmented {frames_done} frames of {n_videos} videos in {model_time:.2f} s: '
           f'{fps:.2f} FPS on {args.device}')
     if args.eval:
