@@ -22,11 +22,16 @@ Configs whose resolved model, ``load_from`` and scope are identical share one ch
 config of the group names it), so every distinct reference is covered once. Nothing is downloaded:
 every reference points at a local file before anything is built.
 """
+import atexit
+import contextlib
 import copy
+import functools
 import glob
 import json
 import os
 import os.path as osp
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -90,19 +95,17 @@ class Ref:
 
 
 def find_refs(node: Any, path: Tuple = (), in_teacher: bool = False) -> List[Ref]:
-    """Walk a model dict and list every weight reference in it."""
+    """Walk a model dict and list every weight reference in it: any ``type='Pretrained'`` dict,
+    whatever key holds it (``init_cfg``, ``mlp_init_cfg``, ...), ``pretrained='...'`` strings and
+    ``teacher_ckpt``."""
     refs: List[Ref] = []
     if isinstance(node, dict):
+        if node.get('type') == 'Pretrained' and isinstance(node.get('checkpoint'), str):
+            return [Ref('init_cfg', path + ('checkpoint', ), node['checkpoint'], in_teacher,
+                        node.get('prefix'))]
         for key, value in node.items():
             sub = path + (key, )
-            if key == 'init_cfg' and value is not None:
-                items = value if isinstance(value, list) else [value]
-                for i, item in enumerate(items):
-                    if isinstance(item, dict) and item.get('type') == 'Pretrained':
-                        p = sub + ((i, ) if isinstance(value, list) else ()) + ('checkpoint', )
-                        refs.append(Ref('init_cfg', p, item.get('checkpoint'), in_teacher,
-                                        item.get('prefix')))
-            elif key == 'pretrained' and isinstance(value, str):
+            if key == 'pretrained' and isinstance(value, str):
                 refs.append(Ref('pretrained', sub, value, in_teacher))
             elif key == 'teacher_ckpt' and value is not None:
                 refs.append(Ref('teacher_ckpt', sub, value, in_teacher))
@@ -188,17 +191,37 @@ def build_teacher_shapes(teacher: Any) -> Dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+_TEACHER_FILES: Dict[str, str] = {}
+
+
+def teacher_file(teacher: Any) -> str:
+    """A file of distinct random weights for a teacher config, made once per distinct teacher in a
+    session (teachers are shared by several configs and are the largest models)."""
+    key = json.dumps(teacher, sort_keys=True, default=str)
+    if key not in _TEACHER_FILES:
+        if not _TEACHER_FILES:
+            root = tempfile.mkdtemp(prefix='pretrained_refs_teachers_')
+            atexit.register(shutil.rmtree, root, True)
+            _TEACHER_FILES['__root__'] = root
+        path = osp.join(_TEACHER_FILES['__root__'], f'teacher{len(_TEACHER_FILES)}.pth')
+        torch.save(dict(state_dict=random_state(build_teacher_shapes(teacher),
+                                                seed=1000 + len(_TEACHER_FILES)), meta=dict()), path)
+        _TEACHER_FILES[key] = path
+    return _TEACHER_FILES[key]
+
+
 def _modules_with_token(model: nn.Module, token: str) -> List[Tuple[str, nn.Module]]:
-    """Modules whose ``init_cfg`` (or ``pretrained``) points at ``token``."""
-    found = []
+    """Modules whose ``init_cfg`` points at ``token`` (else those keeping it as ``pretrained``)."""
+    by_cfg, by_attr = [], []
     for name, mod in model.named_modules():
         cfgs = getattr(mod, 'init_cfg', None)
         cfgs = cfgs if isinstance(cfgs, (list, tuple)) else [cfgs]
-        hit = any(isinstance(c, dict) and c.get('type') == 'Pretrained' and c.get('checkpoint') == token
-                  for c in cfgs)
-        if hit or getattr(mod, 'pretrained', None) == token:
-            found.append((name or '<model>', mod))
-    return found
+        if any(isinstance(c, dict) and c.get('type') == 'Pretrained' and c.get('checkpoint') == token
+               for c in cfgs):
+            by_cfg.append((name or '<model>', mod))
+        elif getattr(mod, 'pretrained', None) == token:
+            by_attr.append((name or '<model>', mod))
+    return by_cfg or by_attr
 
 
 def _hidden_modules(mod: nn.Module) -> List[nn.Module]:
@@ -208,6 +231,7 @@ def _hidden_modules(mod: nn.Module) -> List[nn.Module]:
 
 def check_config_group(rels: List[str], entry: dict, tmpdir: str) -> List[str]:
     """Run the check for one distinct model; returns the failure messages."""
+    from mmengine.config import ConfigDict
     from mmengine.registry import MODELS
     from mmengine.runner.checkpoint import load_checkpoint
 
@@ -226,10 +250,11 @@ def check_config_group(rels: List[str], entry: dict, tmpdir: str) -> List[str]:
             if ref.kind != 'teacher_ckpt' or ref.in_teacher:
                 continue
             teacher = _get(model_cfg, ref.path[:-1] + ('teacher', ))
-            files[i] = random_state(build_teacher_shapes(teacher), seed=1000 + i)
-            torch.save(dict(state_dict=files[i], meta=dict()), ref.token)
+            ref.token = teacher_file(teacher)
+            _set(model_cfg, ref.path, ref.token)
+            files[i] = torch.load(ref.token, mmap=True, weights_only=True)['state_dict']
         # 2. build as the Runner does
-        model = MODELS.build(copy.deepcopy(model_cfg))
+        model = MODELS.build(ConfigDict(copy.deepcopy(model_cfg)))
         # 3. files for the init_cfg / pretrained references, from the module each one reached
         targets: Dict[int, List[Tuple[str, nn.Module]]] = {}
         for i, ref in enumerate(refs):
@@ -287,9 +312,38 @@ def check_config_group(rels: List[str], entry: dict, tmpdir: str) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------ the tests
+@contextlib.contextmanager
+def _memoized_config_lookups():
+    """Parsing ~100 configs re-reads every package's model-index / metafile YAMLs for each
+    ``'mmdet::'`` / ``'mmpretrain::'`` base (most of the parse time); the files do not change, so
+    mmengine's reads of them are memoized while the configs are collected."""
+    import mmengine.config.config as cfg_mod
+    import mmengine.config.utils as cfg_utils
+    saved = cfg_utils.load, cfg_mod.is_installed
+    cache: Dict[str, Any] = {}
+
+    def load(file, *args, **kwargs):
+        if not isinstance(file, str) or args or kwargs:
+            return saved[0](file, *args, **kwargs)
+        if file not in cache:
+            cache[file] = saved[0](file)
+        return cache[file]
+    cfg_utils.load = load
+    cfg_mod.is_installed = functools.lru_cache(maxsize=None)(saved[1])
+    try:
+        yield
+    finally:
+        cfg_utils.load, cfg_mod.is_installed = saved
+
+
 def _groups():
     """Distinct (model, load_from, scope) groups of all entry configs with a model, and the configs
     that do not parse: (config, exception)."""
+    with _memoized_config_lookups():
+        return _group_entries()
+
+
+def _group_entries():
     seen: Dict[str, Tuple[List[str], dict]] = {}
     broken = []
     for rel in entry_configs():
@@ -335,11 +389,12 @@ def test_reference_walker_finds_every_kind():
                  student=dict(backbone=dict(init_cfg=[dict(type='Kaiming'),
                                                       dict(type='Pretrained', checkpoint='b.pth',
                                                            prefix='backbone')]),
+                              head=dict(mlp_init_cfg=dict(type='Pretrained', checkpoint='d.pth')),
                               pretrained='open-mmlab://c'))
     refs = {(r.kind, r.value, r.in_teacher, r.prefix) for r in find_refs(model)}
     assert refs == {('teacher_ckpt', 'https://x/t.pth', False, None),
                     ('init_cfg', 'a.pth', True, None), ('init_cfg', 'b.pth', False, 'backbone'),
-                    ('pretrained', 'open-mmlab://c', False, None)}
+                    ('init_cfg', 'd.pth', False, None), ('pretrained', 'open-mmlab://c', False, None)}
     state = {'w': torch.zeros(2)}
     assert list(random_state(state, 0, 'backbone')) == ['backbone.w']
     assert not torch.equal(random_state(state, 0)['w'], random_state(state, 1)['w'])
@@ -370,7 +425,20 @@ def test_a_reference_that_never_loads_is_caught(tmp_path):
 
 @pytest.mark.parametrize('rels,entry', WITH_REFS,
                          ids=[f'{rels[0]}(+{len(rels) - 1})' for rels, _ in WITH_REFS])
-def test_pretrained_references_load(rels, entry, tmp_path):
+def test_pretrained_references_load(rels, entry, tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    original = CheckpointLoader.load_checkpoint.__func__
+
+    def local_only(cls, filename, *args, **kwargs):  # every reference was replaced: no download
+        if not osp.isfile(filename):
+            raise AssertionError(f'{rels[0]}: a weight reference was not replaced by a local file '
+                                 f'and would be fetched: {filename}')
+        return original(cls, filename, *args, **kwargs)
+    monkeypatch.setattr(CheckpointLoader, 'load_checkpoint', classmethod(local_only))
     torch.set_num_threads(1)
-    errors = check_config_group(rels, entry, str(tmp_path))
+    try:
+        errors = check_config_group(rels, entry, str(tmp_path))
+    finally:  # the random weight files can be large (pytest keeps old tmp folders)
+        for f in tmp_path.iterdir():
+            f.unlink()
     assert not errors, '\n'.join(errors)
