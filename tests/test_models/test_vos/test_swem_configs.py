@@ -48,8 +48,16 @@ def _torchvision_like_checkpoint(depth: int, path: str, seed: int) -> dict:
     import torchvision
     net = getattr(torchvision.models, f'resnet{depth}')(weights=None)
     g = torch.Generator().manual_seed(seed)
-    state = {k: (torch.randn(v.shape, generator=g) if v.dtype.is_floating_point else v.clone() + 7)
-             for k, v in net.state_dict().items()}
+    state = {}
+    for k, v in net.state_dict().items():
+        if not v.dtype.is_floating_point:
+            state[k] = v.clone() + 7
+        elif k.endswith('running_var'):
+            state[k] = torch.rand(v.shape, generator=g) + 0.5  # a variance is positive
+        elif v.dim() == 4:  # conv: He-scaled, so that 50 random layers stay finite
+            state[k] = torch.randn(v.shape, generator=g) * (2 / v[0].numel()) ** 0.5
+        else:
+            state[k] = torch.randn(v.shape, generator=g) * 0.1
     torch.save(state, path)
     return state
 
