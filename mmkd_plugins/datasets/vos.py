@@ -208,14 +208,20 @@ def tps_grid(size_hw: Tuple[int, int], anchors: int, noise: float,
     Z = np.zeros((k + 3, 2))
     Z[:k] = target
     coef = np.linalg.solve(L, Z)
-    px = (2 * np.arange(w) + 1) / w - 1  # pixel centres, align_corners=False
-    py = (2 * np.arange(h) + 1) / h - 1
+    px = ((2 * np.arange(w) + 1) / w - 1).astype(np.float32)  # pixel centres, align_corners=False
+    py = ((2 * np.arange(h) + 1) / h - 1).astype(np.float32)
     qx, qy = np.meshgrid(px, py)
-    pts = np.stack([qx.ravel(), qy.ravel()], 1)
-    f = np.hstack([np.ones((len(pts), 1)), pts]) @ coef[k:] + kernel(pts, ctrl) @ coef[:k]
-    map_x = ((f[:, 0] + 1) * w - 1) / 2
-    map_y = ((f[:, 1] + 1) * h - 1) / 2
-    return map_x.reshape(h, w).astype(np.float32), map_y.reshape(h, w).astype(np.float32)
+    coef = coef.astype(np.float32)
+    fx = coef[k, 0] + coef[k + 1, 0] * qx + coef[k + 2, 0] * qy
+    fy = coef[k, 1] + coef[k + 1, 1] * qx + coef[k + 2, 1] * qy
+    for i, (cx, cy) in enumerate(ctrl.astype(np.float32)):  # one radial term per control point
+        d2 = (qx - cx) ** 2 + (qy - cy) ** 2
+        u = d2 * np.log(d2 + np.float32(1e-9))
+        fx += coef[i, 0] * u
+        fy += coef[i, 1] * u
+    map_x = ((fx + 1) * w - 1) / 2
+    map_y = ((fy + 1) * h - 1) / 2
+    return map_x.astype(np.float32), map_y.astype(np.float32)
 
 
 def _select_objects(labels: np.ndarray, first: np.ndarray, max_objects: int, min_pixels: int,
