@@ -230,3 +230,33 @@ def test_swem_with_mmpretrain_resnet18():
     losses = model(**_batch(model, b=1), mode='loss')
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_value_encoder_keeps_rgb_filters_of_a_3_channel_checkpoint(tmp_path):
+    """A Pretrained RGB checkpoint for the 5-channel value backbone: the first conv's RGB filters
+    come from the file, the 2 extra channels are initialised (orthogonal / zeros), everything else
+    loads; init_weights() of the whole SWEM reaches the encoders."""
+    from mmkd_plugins.models.vos.networks import load_extra_input_channels
+    rgb = MODELS.build(dict(type='VOSTinyBackbone', in_channels=3, channels=(16, 16, 32)))
+    for p in rgb.parameters():
+        torch.nn.init.normal_(p)
+    torch.save(rgb.state_dict(), tmp_path / 'rgb.pth')
+    for extra in ('orthogonal', 'zeros'):
+        cfg = copy.deepcopy(tiny_swem_cfg())
+        cfg['value_backbone']['init_cfg'] = dict(type='Pretrained', checkpoint=str(tmp_path / 'rgb.pth'))
+        cfg['value_extra_channel_init'] = extra
+        model = MODELS.build(cfg)
+        model.init_weights()
+        state = model.value_encoder.backbone.state_dict()
+        w = state['stem.0.weight']
+        assert w.shape == (16, 5, 3, 3) and torch.equal(w[:, :3], rgb.state_dict()['stem.0.weight'])
+        for k, v in rgb.state_dict().items():
+            if k != 'stem.0.weight':
+                assert torch.equal(state[k], v), k
+        e = w[:, 3:].reshape(16, -1)  # (16, 18): orthogonal rows
+        if extra == 'zeros':
+            assert not e.any()
+        else:
+            torch.testing.assert_close(e @ e.T, torch.eye(16), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match='extra_init'):
+        load_extra_input_channels(rgb, {}, 'normal')
