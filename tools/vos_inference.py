@@ -2,10 +2,16 @@
 
 Example::
 
-    python tools/vos_inference.py configs/swem/swem_r50_8xb8-150k_davis-ytvos-384.py \
+    python tools/vos_inference.py configs/swem/swem_r50_8xb1-150k_davis17-ytvos19-384.py \
         work_dirs/swem/iter_150000.pth --out-dir results/davis17-val --eval --overlay strip
+    # YouTube-VOS valid: all frames (valid_all_frames) segmented, the scored ones written
+    python tools/vos_inference.py configs/swem/swem_r50_8xb1-150k_davis17-ytvos19-384.py \
+        work_dirs/swem/iter_150000.pth --out-dir results/ytvos18-valid/Annotations \
+        --dataloader ytvos_test_dataloader
 
-Writes ``<out-dir>/<video>/<frame>.png`` (palette PNGs, DAVIS palette, original resolution), prints a
+Writes ``<out-dir>/<video>/<frame>.png`` (palette PNGs, DAVIS palette, original resolution; when the
+dataset gives ``save_frames``, e.g. YouTube-VOS with ``frames_split='valid_all_frames'``, only those
+frames are written although every frame is segmented and memorised), prints a
 progress bar over all frames and the speed (FPS of the model, pre/post-processing and PNG writing
 excluded, measured per frame with device synchronisation). ``--overlay strip`` writes one image strip
 per video (``<out-dir>/_overlays/<video>.jpg``), ``--overlay video`` an mp4 per video, for a person to
@@ -119,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     from tqdm import tqdm
     bar = tqdm(total=total_frames, unit='frame', disable=args.no_progress, desc='SWEM')
     sync = torch.cuda.synchronize if str(args.device).startswith('cuda') else (lambda: None)
-    model_time, frames_done, per_object = 0.0, 0, {}
+    model_time, frames_done, written, per_object = 0.0, 0, 0, {}
     overlays = []
     for vid in range(n_videos):
         sample = dataset[vid]
@@ -135,8 +141,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
         model_time += time.perf_counter() - start
         frames_done += preds.shape[0]
         preds_np = preds.numpy()
+        save = set(meta['save_frames']) if 'save_frames' in meta else None
         for name, lab in zip(meta['frame_names'], preds_np):
-            write_mask(osp.join(args.out_dir, meta['video'], f'{name}.png'), lab)
+            if save is None or name in save:
+                write_mask(osp.join(args.out_dir, meta['video'], f'{name}.png'), lab)
+                written += 1
         if args.overlay != 'none':
             frames = _frames_at(sample['inputs'], preds_np.shape[1:])
             overlays.append(write_overlay(args.overlay, osp.join(args.out_dir, '_overlays', meta['video']),
@@ -148,7 +157,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     bar.close()
     fps = frames_done / max(model_time, 1e-9)
     result = dict(videos=n_videos, frames=frames_done, seconds=model_time, fps=fps,
-                  out_dir=args.out_dir, overlays=overlays)
+                  out_dir=args.out_dir, overlays=overlays, written=written)
     print(f'Segmented {frames_done} frames of {n_videos} videos in {model_time:.2f} s: '
           f'{fps:.2f} FPS on {args.device}')
     if args.eval:

@@ -1,24 +1,27 @@
-# SWEM main stage (arXiv 2208.10128): DAVIS-2017 train + YouTube-VOS-2019 train (DAVIS repeated 5x),
-# 3-frame clips, <= 2 objects, 384x384 crops, frame-skip curriculum, AdamW 2e-5, 150k iterations
-# (x0.1 at 125k), total batch 8 (8 GPUs x 1 clip), frozen BN. Evaluated on DAVIS-2017 val (480p).
+# SWEM main stage (arXiv 2208.10128; official code lmm077/SWEM, train_swem_s3.sh + configs/config.py):
+# DAVIS-2017 train (5 samples per video) + YouTube-VOS-2019 train (official 3,464-video subset),
+# 3-frame clips, <= 2 objects, 384x384 crops, per-dataset frame-skip curricula, random time reversal,
+# AdamW 2e-5, 150k iterations (x0.1 at 125k), total batch 8 (8 GPUs x 1 clip), BN running statistics
+# frozen (affine parameters trained). Evaluated on DAVIS-2017 val at 480x864.
 # No upstream OpenMMLab config exists for VOS, so this file is self-contained.
 custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
 
-frozen_bn = dict(type='BN', requires_grad=False)
+# official set_bn_eval: BN layers in eval mode (running statistics frozen), affine parameters trained
+bn_eval = dict(norm_cfg=dict(type='BN', requires_grad=True), norm_eval=True)
 model = dict(
     type='SWEM',
     data_preprocessor=dict(type='VOSDataPreprocessor', mean=(123.675, 116.28, 103.53),
                            std=(58.395, 57.12, 57.375)),
     # key encoder: ResNet-50 up to layer3 -> strides 4 (256 ch), 8 (512), 16 (1024)
     key_backbone=dict(type='mmpretrain.ResNet', depth=50, num_stages=3, strides=(1, 2, 2),
-                      dilations=(1, 1, 1), out_indices=(0, 1, 2), norm_cfg=frozen_bn, norm_eval=True,
+                      dilations=(1, 1, 1), out_indices=(0, 1, 2), **bn_eval,
                       init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
     # value encoder: ResNet-18 with 5 input channels (RGB, own mask, others) up to layer3 (256 ch);
-    # the 2 extra input channels of conv1 are not in the ImageNet weights (loaded with a warning)
+    # conv1 keeps the ImageNet RGB filters, its 2 extra input channels are initialised orthogonally
     value_backbone=dict(type='mmpretrain.ResNet', depth=18, in_channels=5, num_stages=3,
-                        strides=(1, 2, 2), dilations=(1, 1, 1), out_indices=(2, ), norm_cfg=frozen_bn,
-                        norm_eval=True,
+                        strides=(1, 2, 2), dilations=(1, 1, 1), out_indices=(2, ), **bn_eval,
                         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18')),
+    value_extra_channel_init='orthogonal',
     key_channels=(1024, 512, 256),
     value_backbone_channels=256,
     key_dim=128,
@@ -31,12 +34,18 @@ model = dict(
 
 davis_root = 'data/DAVIS'  # JPEGImages/480p, Annotations/480p, ImageSets/2017
 ytvos_root = 'data/YouTube-VOS-2019'  # train/JPEGImages, train/Annotations, train/meta.json
+# Official per-clip / per-frame augmentation (VOSDataset defaults): flip + random-resized crop (area
+# 36-100%) + colour jitter (0.1, 0.03, 0.03) + grayscale 5% per clip; affine (15 deg, shear 10),
+# jitter (0.01) and a thin-plate-spline warp per frame; clips reversed in time with p = 0.5.
 clip_cfg = dict(num_frames=3, max_objects=2, crop_size=(384, 384), crop_scale=(0.36, 1.0),
-                flip_prob=0.5, max_skip=10)
+                flip_prob=0.5, reverse_prob=0.5)
+# max_skip: peak of each dataset's frame-skip curriculum (VOSFrameSkipHook below)
 davis_train = dict(type='VOSDataset', data_root=davis_root, layout='davis', split='train', year='2017',
-                   **clip_cfg)
+                   max_skip=25, **clip_cfg)
+# YouTube-VOS: the official 3,464-video training list (yv_subset.txt of the SWEM / STCN repositories,
+# put into data_root) and frames at 480p, as the official code reads them (train_480p)
 ytvos_train = dict(type='VOSDataset', data_root=ytvos_root, layout='youtube', split='train',
-                   **clip_cfg)
+                   subset_file='yv_subset.txt', train_short_side=480, max_skip=5, **clip_cfg)
 train_dataloader = dict(
     batch_size=1,
     num_workers=8,
@@ -46,14 +55,26 @@ train_dataloader = dict(
     dataset=dict(type='ConcatDataset',
                  datasets=[ytvos_train, dict(type='RepeatDataset', times=5, dataset=davis_train)]))
 
+# DAVIS inference as the official evaluator: frames resized (bicubic) to 480x864, masks returned at
+# the original size
 davis_val = dict(type='VOSDataset', data_root=davis_root, layout='davis', split='val', year='2017',
-                 test_mode=True, test_short_side=480)
+                 test_mode=True, test_size=(480, 864), test_interpolation='bicubic')
 val_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=False,
                       sampler=dict(type='DefaultSampler', shuffle=False),
                       collate_fn=dict(type='pseudo_collate'), dataset=davis_val)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='DAVISMetric')
 test_evaluator = val_evaluator
+
+# YouTube-VOS valid (server evaluation; tools/vos_inference.py --dataloader ytvos_test_dataloader):
+# every frame of valid_all_frames is segmented and memorised, only the frames of valid/JPEGImages are
+# written; shorter side 480 (never enlarged), both sides rounded to multiples of 16 (official).
+ytvos_test_dataloader = dict(
+    batch_size=1, num_workers=2, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(type='VOSDataset', data_root='data/YouTube-VOS-2018', layout='youtube',
+                 split='valid', frames_split='valid_all_frames', test_mode=True,
+                 test_short_side=480, test_size_divisor=16))
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=150000, val_interval=10000)
 val_cfg = dict(type='ValLoop')
@@ -62,8 +83,10 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-5, 
 param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[125000], gamma=0.1)]
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 
-# frame-skip curriculum: max gap 10 -> 15 (10% of training) -> 5 (30%) -> 5 (80%)
-custom_hooks = [dict(type='VOSFrameSkipHook', milestones=(0.1, 0.3, 0.8), max_skips=(10, 15, 5, 5))]
+# official per-dataset frame-skip curricula: 0 -> max_skip over the first 10% of training, then down
+# to 40% of it between 80% and 90% (DAVIS 25 -> 10, YouTube-VOS 5 -> 2)
+custom_hooks = [dict(type='VOSFrameSkipHook', policy='swem', ramp_end=0.1, decay=(0.8, 0.9),
+                     final_ratio=0.4)]
 
 default_scope = None
 default_hooks = dict(

@@ -91,14 +91,137 @@ def _list_images(folder: str) -> List[str]:
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXTS))
 
 
-def _resize(img: np.ndarray, size_hw: Tuple[int, int], nearest: bool) -> np.ndarray:
-    """Resize an image (bilinear) or a label map (nearest, labels kept exactly) to ``size_hw``."""
+def _resize(img: np.ndarray, size_hw: Tuple[int, int], nearest: bool,
+            interpolation: str = 'bilinear') -> np.ndarray:
+    """Resize an image (``interpolation``: bilinear / bicubic) or a label map (nearest, labels kept
+    exactly) to ``size_hw``."""
     import cv2
     dsize = (size_hw[1], size_hw[0])
     if nearest:
         dtype = np.uint8 if img.max(initial=0) < 256 else np.int32
         return cv2.resize(img.astype(dtype), dsize, interpolation=cv2.INTER_NEAREST).astype(np.int64)
-    return cv2.resize(img, dsize, interpolation=cv2.INTER_LINEAR)
+    flag = {'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC}[interpolation]
+    return cv2.resize(img, dsize, interpolation=flag)
+
+
+# ------------------------------------------------------------------ official SWEM clip sampling
+def swem_clip_indices(n: int, num_frames: int, skip: int, rng: np.random.Generator) -> List[int]:
+    """Frame indices of a training clip, sampled as the official SWEM code does (``select_frames``).
+
+    A random anchor frame is drawn, then ``num_frames - 1`` more frames one at a time, each either to
+    the left of the leftmost or to the right of the rightmost chosen frame, at most ``skip + 1`` frames
+    further (``skip`` frames skipped) and never so far that the remaining frames could not fit
+    (``mean_inter``). Videos shorter than the clip are sampled with replacement. Returned sorted.
+    """
+    ids = list(range(n))
+    if num_frames > n:
+        return sorted(int(i) for i in rng.choice(ids, size=num_frames, replace=True))
+    i = int(rng.integers(0, n))
+    chosen, left, right = [i], ids[:i], ids[i + 1:]
+    for k in range(num_frames - 1, 0, -1):
+        mean_inter = (len(left) + len(right) - k) // k
+        n_left = min(len(left), skip + 1, mean_inter + 1)
+        n_right = min(len(right), skip + 1, mean_inter + 1)
+        j = int(rng.integers(-n_left, n_right))
+        if j >= 0:
+            chosen.append(right[j])
+            right = right[j + 1:]
+        else:
+            chosen.append(left[j])
+            left = left[:j]
+    return sorted(chosen)
+
+
+# ------------------------------------------------------------------ official SWEM augmentations
+IM_MEAN = (124, 116, 104)  # fill value of the official per-frame affine warp (RGB)
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma (PIL 'L'), float (H, W)."""
+    return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+
+
+def color_jitter(img: np.ndarray, factors: Sequence[float], order: Sequence[int]) -> np.ndarray:
+    """Brightness / contrast / saturation jitter (torchvision ``ColorJitter`` with hue 0).
+
+    ``factors`` = (b, c, s) multiplicative factors, ``order`` a permutation of (0, 1, 2) (the order the
+    three are applied in). Brightness ``x * b``; contrast ``m + c (x - m)`` with ``m`` the mean grey
+    level; saturation ``g + s (x - g)`` with ``g`` the grey image; clipped to [0, 255] after each.
+    """
+    out = img.astype(np.float32)
+    for k in order:
+        f = float(factors[k])
+        if k == 0:
+            out = out * f
+        elif k == 1:
+            m = float(_gray(out).mean())
+            out = m + f * (out - m)
+        else:
+            g = _gray(out)[..., None]
+            out = g + f * (out - g)
+        out = np.clip(out, 0, 255)
+    return np.round(out).astype(np.uint8)
+
+
+def sample_jitter(strength: Sequence[float], rng: np.random.Generator) -> Tuple[List[float], List[int]]:
+    """Factors ``U(1 - s, 1 + s)`` for (brightness, contrast, saturation) and a random order."""
+    factors = [float(rng.uniform(max(0.0, 1 - s), 1 + s)) for s in strength]
+    return factors, [int(i) for i in rng.permutation(3)]
+
+
+def affine_matrix(angle: float, shear: float, size_hw: Tuple[int, int]) -> np.ndarray:
+    """2x3 matrix of a rotation by ``angle`` and an x-shear by ``shear`` (degrees) about the centre."""
+    h, w = size_hw
+    a, s = np.deg2rad(angle), np.deg2rad(shear)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    lin = rot @ np.array([[1.0, np.tan(s)], [0.0, 1.0]])
+    c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    return np.hstack([lin, (c - lin @ c)[:, None]])
+
+
+def tps_grid(size_hw: Tuple[int, int], anchors: int, noise: float,
+             rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """Sampling maps of a random thin-plate-spline warp (the official ``JointRandomTPS``).
+
+    Control points: an ``anchors x anchors`` grid ``X`` over [-1, 1]^2; targets ``Y = X`` plus
+    ``U(-noise/2, noise/2)`` on the inner points (the border points stay). The spline
+    ``f(p) = a0 + a1 p_x + a2 p_y + sum_i w_i U(|p - X_i|^2)``, ``U(d) = d log d``, maps ``X_i`` to
+    ``Y_i``; output pixel ``p`` samples the input at ``f(p)``. Returns (map_x, map_y) in pixels.
+    """
+    h, w = size_hw
+    lin = np.linspace(-1.0, 1.0, anchors)
+    gx, gy = np.meshgrid(lin, lin)
+    ctrl = np.stack([gx.ravel(), gy.ravel()], 1)
+    target = ctrl.copy()
+    inner = np.zeros((anchors, anchors), bool)
+    inner[1:-1, 1:-1] = True
+    target[inner.ravel()] += (rng.random((int(inner.sum()), 2)) - 0.5) * noise
+
+    def kernel(a, b):
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return d2 * np.log(d2 + 1e-9)
+
+    k = len(ctrl)
+    L = np.zeros((k + 3, k + 3))
+    P = np.hstack([np.ones((k, 1)), ctrl])
+    L[:k, :k], L[:k, k:], L[k:, :k] = kernel(ctrl, ctrl), P, P.T
+    Z = np.zeros((k + 3, 2))
+    Z[:k] = target
+    coef = np.linalg.solve(L, Z)
+    px = ((2 * np.arange(w) + 1) / w - 1).astype(np.float32)  # pixel centres, align_corners=False
+    py = ((2 * np.arange(h) + 1) / h - 1).astype(np.float32)
+    qx, qy = np.meshgrid(px, py)
+    coef = coef.astype(np.float32)
+    fx = coef[k, 0] + coef[k + 1, 0] * qx + coef[k + 2, 0] * qy
+    fy = coef[k, 1] + coef[k + 1, 1] * qx + coef[k + 2, 1] * qy
+    for i, (cx, cy) in enumerate(ctrl.astype(np.float32)):  # one radial term per control point
+        d2 = (qx - cx) ** 2 + (qy - cy) ** 2
+        u = d2 * np.log(d2 + np.float32(1e-9))
+        fx += coef[i, 0] * u
+        fy += coef[i, 1] * u
+    map_x = ((fx + 1) * w - 1) / 2
+    map_y = ((fy + 1) * h - 1) / 2
+    return map_x.astype(np.float32), map_y.astype(np.float32)
 
 
 def _select_objects(labels: np.ndarray, first: np.ndarray, max_objects: int, min_pixels: int,
@@ -154,7 +277,14 @@ class _SharedInt:
 
 @DATASETS.register_module()
 class VOSDataset(BaseDataset):
-    """DAVIS / YouTube-VOS videos: 3-frame training clips or whole videos for inference.
+    """DAVIS / YouTube-VOS videos: training clips or whole videos for inference.
+
+    Training clips follow the official SWEM code (lmm077/SWEM ``datasets/video_dataset.py``): frames
+    picked by :func:`swem_clip_indices` (gaps of at most ``cur_skip + 1`` frames; ``cur_skip`` is set
+    by :class:`~mmkd_plugins.engine.hooks.VOSFrameSkipHook` from this dataset's ``max_skip``), time
+    reversed with ``reverse_prob``; one random-resized crop + flip + colour jitter + grayscale for the
+    whole clip, then per frame a random affine warp, a small colour jitter and a thin-plate-spline
+    warp; up to ``max_objects`` objects present in the first clip frame are kept (relabelled 1..k).
 
     Args:
         data_root: dataset folder (DAVIS: the one holding ``JPEGImages``; YouTube-VOS: the one holding
@@ -165,50 +295,94 @@ class VOSDataset(BaseDataset):
         year: DAVIS ``ImageSets`` year (``'2016'`` or ``'2017'``).
         resolution: DAVIS resolution folder (``'480p'``).
         ann_file: override of the video list (DAVIS ``.txt``) or ``meta.json`` (YouTube-VOS).
+        subset_file: optional text file of video names (one a line); only these videos are used
+            (the official YouTube-VOS training list ``yv_subset.txt`` keeps 3,464 videos).
+        frames_split: YouTube-VOS folder the frames are read from at test time (e.g.
+            ``'valid_all_frames'``: every frame, 30 fps) while annotations and ``meta.json`` come from
+            ``split``; metainfo ``save_frames`` lists the frames of ``<split>/JPEGImages`` (the ones
+            the evaluation server scores). None: the frames of ``split``.
         test_mode: whole videos (inference) instead of training clips.
         num_frames: frames per training clip (3).
-        max_skip: initial largest gap between consecutive clip frames (changed by
-            :class:`~mmkd_plugins.engine.hooks.VOSFrameSkipHook`).
+        max_skip: the largest ``cur_skip`` of this dataset's frame-skip curriculum (official: DAVIS
+            25, YouTube-VOS 5); ``cur_skip`` starts at this value (no hook: fixed).
+        reverse_prob: probability of reversing the time order of a clip (0.5).
         max_objects: at most this many objects per clip (2).
         crop_size: (H, W) of the training crops.
-        crop_scale: range of the crop area as a fraction of the frame (random resized crop).
+        crop_scale: range of the crop area as a fraction of the frame (random resized crop, aspect
+            ratio 3/4..4/3).
         flip_prob: horizontal flip probability (whole clip).
-        min_object_pixels: an object must cover this many pixels of the first clip frame.
-        test_short_side: inference frames are resized to this shorter side (None: original size).
+        clip_jitter: (brightness, contrast, saturation) jitter shared by the clip's frames
+            ((0.1, 0.03, 0.03)); ``grayscale_prob``: whole clip to grey (0.05).
+        frame_jitter: per-frame jitter ((0.01, 0.01, 0.01)).
+        affine_degrees / affine_shear: per-frame rotation / x-shear ranges in degrees (15 / 10), fill
+            ``IM_MEAN`` for frames and background for masks; 0 / 0 disables.
+        tps_prob / tps_noise: per-frame thin-plate-spline warp probability (1.0) and control-point
+            noise (0.25, 4x4 anchors).
+        train_short_side: resize training frames to this shorter side before cropping (the official
+            code trains YouTube-VOS from 480p copies; None keeps the files' size).
+        min_object_pixels: an object must cover this many pixels of the first clip frame (1: present,
+            as in the official code).
+        test_short_side: inference frames are resized to this shorter side (None: original size);
+            with ``test_size_divisor`` frames are never enlarged and both sides are rounded to the
+            nearest multiple of the divisor (official YouTube-VOS inference: 480, 16).
+        test_size: fixed inference (H, W), e.g. (480, 864) for DAVIS (official); overrides the above.
+        test_interpolation: ``'bilinear'`` or ``'bicubic'`` (official DAVIS) resize of test frames.
         binary_masks: merge all objects into one (DAVIS 2016).
         max_retries: resampling attempts until the first frame shows an object.
     """
 
     def __init__(self, data_root: str, layout: str = 'davis', split: str = 'train', year: str = '2017',
-                 resolution: str = '480p', ann_file: Optional[str] = None, test_mode: bool = False,
-                 num_frames: int = 3, max_skip: int = 10, max_objects: int = 2,
+                 resolution: str = '480p', ann_file: Optional[str] = None,
+                 subset_file: Optional[str] = None, frames_split: Optional[str] = None,
+                 test_mode: bool = False, num_frames: int = 3, max_skip: int = 10,
+                 reverse_prob: float = 0.5, max_objects: int = 2,
                  crop_size: Tuple[int, int] = (384, 384), crop_scale: Tuple[float, float] = (0.36, 1.0),
-                 flip_prob: float = 0.5, min_object_pixels: int = 20,
-                 test_short_side: Optional[int] = 480, binary_masks: bool = False,
+                 flip_prob: float = 0.5, clip_jitter: Sequence[float] = (0.1, 0.03, 0.03),
+                 grayscale_prob: float = 0.05, frame_jitter: Sequence[float] = (0.01, 0.01, 0.01),
+                 affine_degrees: float = 15.0, affine_shear: float = 10.0, tps_prob: float = 1.0,
+                 tps_noise: float = 0.25, train_short_side: Optional[int] = None,
+                 min_object_pixels: int = 1, test_short_side: Optional[int] = 480,
+                 test_size_divisor: Optional[int] = None, test_size: Optional[Tuple[int, int]] = None,
+                 test_interpolation: str = 'bilinear', binary_masks: bool = False,
                  max_retries: int = 30, **kwargs) -> None:
         if layout not in ('davis', 'youtube'):
             raise ValueError(f'VOSDataset: layout must be "davis" or "youtube", got {layout!r}')
         if num_frames < 2:
             raise ValueError(f'VOSDataset: num_frames must be >= 2, got {num_frames}')
+        if max_skip < 0:
+            raise ValueError(f'VOSDataset: max_skip must be >= 0, got {max_skip}')
+        if test_interpolation not in ('bilinear', 'bicubic'):
+            raise ValueError(f'VOSDataset: test_interpolation must be bilinear or bicubic, got '
+                             f'{test_interpolation!r}')
         self.layout, self.split, self.year, self.resolution = layout, split, str(year), resolution
-        self.num_frames, self.max_objects = num_frames, max_objects
+        self.subset_file, self.frames_split = subset_file, frames_split
+        self.num_frames, self.max_objects, self.reverse_prob = num_frames, max_objects, reverse_prob
         self.crop_size, self.crop_scale, self.flip_prob = tuple(crop_size), tuple(crop_scale), flip_prob
+        self.clip_jitter, self.grayscale_prob = tuple(clip_jitter), grayscale_prob
+        self.frame_jitter = tuple(frame_jitter)
+        self.affine_degrees, self.affine_shear = affine_degrees, affine_shear
+        self.tps_prob, self.tps_noise, self.train_short_side = tps_prob, tps_noise, train_short_side
         self.min_object_pixels, self.test_short_side = min_object_pixels, test_short_side
+        self.test_size_divisor = test_size_divisor
+        self.test_size = tuple(test_size) if test_size is not None else None
+        self.test_interpolation = test_interpolation
         self.binary_masks, self.max_retries = binary_masks, max_retries
-        self._max_skip = _SharedInt(max_skip)
+        self.max_skip = int(max_skip)
+        self._cur_skip = _SharedInt(max_skip)
         kwargs.setdefault('serialize_data', False)
         super().__init__(ann_file=ann_file or '', data_root=data_root, test_mode=test_mode, **kwargs)
 
     # -------------------------------------------------------------- curriculum
     @property
-    def max_skip(self) -> int:
-        return self._max_skip.value
+    def cur_skip(self) -> int:
+        """Current largest number of frames skipped between neighbouring clip frames."""
+        return self._cur_skip.value
 
-    @max_skip.setter
-    def max_skip(self, value: int) -> None:
-        if value < 1:
-            raise ValueError(f'VOSDataset: max_skip must be >= 1, got {value}')
-        self._max_skip.value = value
+    @cur_skip.setter
+    def cur_skip(self, value: int) -> None:
+        if value < 0:
+            raise ValueError(f'VOSDataset: cur_skip must be >= 0, got {value}')
+        self._cur_skip.value = value
 
     # -------------------------------------------------------------- listing
     def _davis_dirs(self) -> Tuple[str, str]:
@@ -238,14 +412,33 @@ class VOSDataset(BaseDataset):
                                     '(YouTube-VOS layout <split>/JPEGImages, <split>/meta.json)')
         return sorted(os.listdir(img_root))
 
+    def _subset(self) -> Optional[set]:
+        if self.subset_file is None:
+            return None
+        path = self.subset_file
+        if not osp.isabs(path) and not osp.isfile(path) and self.data_root:
+            path = osp.join(self.data_root, path)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'VOSDataset: subset_file not found: {self.subset_file} (the official YouTube-VOS '
+                'training list is yv_subset.txt of the SWEM / STCN repositories)')
+        with open(path) as fh:
+            return {ln.strip() for ln in fh if ln.strip()}
+
     def load_data_list(self) -> List[dict]:
+        save_root = None
         if self.layout == 'davis':
             img_root, ann_root = self._davis_dirs()
         else:
-            img_root = osp.join(self.data_root, self.split, 'JPEGImages')
+            img_root = osp.join(self.data_root, self.frames_split or self.split, 'JPEGImages')
             ann_root = osp.join(self.data_root, self.split, 'Annotations')
+            if self.frames_split:
+                save_root = osp.join(self.data_root, self.split, 'JPEGImages')
+        subset = self._subset()
         data_list = []
         for video in self._video_names():
+            if subset is not None and video not in subset:
+                continue
             names = _list_images(osp.join(img_root, video))
             stems = [osp.splitext(n)[0] for n in names]
             masks = [osp.join(ann_root, video, s + '.png') for s in stems]
@@ -257,10 +450,14 @@ class VOSDataset(BaseDataset):
                 keep = [i for i, m in enumerate(masks) if m is not None]
                 names, stems, masks = [names[i] for i in keep], [stems[i] for i in keep], \
                     [masks[i] for i in keep]
-                if not names:
+                if len(names) < self.num_frames:  # official: videos with < 3 frames are dropped
                     continue
-            data_list.append(dict(video=video, frames=[osp.join(img_root, video, n) for n in names],
-                                  frame_names=stems, masks=masks))
+            item = dict(video=video, frames=[osp.join(img_root, video, n) for n in names],
+                        frame_names=stems, masks=masks)
+            if save_root is not None:
+                item['save_frames'] = [osp.splitext(n)[0]
+                                       for n in _list_images(osp.join(save_root, video))]
+            data_list.append(item)
         return data_list
 
     # -------------------------------------------------------------- samples
@@ -278,58 +475,123 @@ class VOSDataset(BaseDataset):
             raise ValueError(f'VOSDataset: annotation {path} has size {lab.shape}, frame has {shape}')
         return lab
 
+    def test_frame_size(self, h: int, w: int) -> Tuple[int, int]:
+        """Inference (H, W) of a video whose frames are (h, w) (see the class arguments)."""
+        if self.test_size is not None:
+            return self.test_size
+        if not self.test_short_side:
+            return h, w
+        d = self.test_size_divisor
+        if d:
+            def snap(x):  # official get_suit_size: nearest multiple, halves up
+                r = x % d
+                return x - r + (d if r >= d / 2 else 0)
+            short = min(h, w, self.test_short_side)
+            if h <= w:
+                return snap(short), snap(int(w * short / h))
+            return snap(int(h * short / w)), snap(short)
+        s = self.test_short_side / min(h, w)
+        return int(round(h * s)), int(round(w * s))
+
     def _load_video(self, info: dict) -> dict:
+        first = None
+        if self.layout == 'youtube':  # official: start at the first annotated frame
+            first = next((i for i, m in enumerate(info['masks']) if m is not None), 0)
+            info = dict(info, frames=info['frames'][first:], frame_names=info['frame_names'][first:],
+                        masks=info['masks'][first:])
         frames = [read_image(p) for p in info['frames']]
         h, w = frames[0].shape[:2]
         labels = np.stack([self._read_labels(m, (h, w)) for m in info['masks']])
         labels[labels == 255] = 0
         init = [0] if self.layout == 'davis' else [i for i, m in enumerate(info['masks']) if m is not None]
-        if self.test_short_side:
-            s = self.test_short_side / min(h, w)
-            size = (int(round(h * s)), int(round(w * s)))
-            if size != (h, w):
-                frames = [_resize(f, size, nearest=False) for f in frames]
+        size = self.test_frame_size(h, w)
+        if size != (h, w):
+            frames = [_resize(f, size, nearest=False, interpolation=self.test_interpolation)
+                      for f in frames]
         meta = dict(video=info['video'], frame_names=info['frame_names'], ori_shape=(h, w),
                     init_frames=init, num_objects=int(labels[0].max()))
+        if 'save_frames' in info:
+            meta['save_frames'] = info['save_frames']
         return _pack(frames, labels, meta)
 
-    def _clip_indices(self, n: int, rng: np.random.Generator) -> List[int]:
-        t = self.num_frames
-        skip = max(1, min(self.max_skip, (n - 1) // max(t - 1, 1) if n > t else 1))
-        span = (t - 1) * skip
-        start = int(rng.integers(0, max(n - span, 1)))
-        idx = [start]
-        for _ in range(t - 1):
-            idx.append(min(idx[-1] + int(rng.integers(1, skip + 1)), n - 1))
-        return idx
-
+    # -------------------------------------------------------------- training clips
     def _random_crop_box(self, h: int, w: int, rng: np.random.Generator) -> Tuple[int, int, int, int]:
+        """torchvision ``RandomResizedCrop.get_params``: area ``U(crop_scale) * h * w``, log-uniform
+        aspect 3/4..4/3 of the crop size, 10 attempts, else a centre crop."""
         ch, cw = self.crop_size
-        area = h * w * rng.uniform(*self.crop_scale)
-        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))) * cw / ch
-        bw = int(round(np.sqrt(area * ratio)))
-        bh = int(round(np.sqrt(area / ratio)))
-        bw, bh = max(1, min(bw, w)), max(1, min(bh, h))
-        y0 = int(rng.integers(0, h - bh + 1))
-        x0 = int(rng.integers(0, w - bw + 1))
-        return y0, x0, bh, bw
+        log_r = (np.log(3 / 4), np.log(4 / 3))
+        for _ in range(10):
+            area = h * w * rng.uniform(*self.crop_scale)
+            ratio = np.exp(rng.uniform(*log_r)) * cw / ch
+            bw = int(round(np.sqrt(area * ratio)))
+            bh = int(round(np.sqrt(area / ratio)))
+            if 0 < bw <= w and 0 < bh <= h:
+                return int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw
+        ratio = w / h
+        if ratio < 3 / 4:
+            bw, bh = w, int(round(w / (3 / 4)))
+        elif ratio > 4 / 3:
+            bh, bw = h, int(round(h * 4 / 3))
+        else:
+            bw, bh = w, h
+        bh, bw = min(bh, h), min(bw, w)
+        return (h - bh) // 2, (w - bw) // 2, bh, bw
 
     def _augment(self, frames: List[np.ndarray], labels: np.ndarray,
                  rng: np.random.Generator) -> Tuple[List[np.ndarray], np.ndarray]:
+        """Whole-clip crop / flip / jitter / grayscale, then per-frame affine / jitter / TPS."""
+        import cv2
+        if self.train_short_side:
+            h, w = frames[0].shape[:2]
+            s = self.train_short_side / min(h, w)
+            if s != 1:
+                size = (int(h * s), int(w * s))
+                frames = [_resize(f, size, nearest=False, interpolation='bicubic') for f in frames]
+                labels = np.stack([_resize(lab, size, nearest=True) for lab in labels])
         h, w = frames[0].shape[:2]
+        flip = rng.random() < self.flip_prob
         y0, x0, bh, bw = self._random_crop_box(h, w, rng)
-        frames = [_resize(f[y0:y0 + bh, x0:x0 + bw], self.crop_size, nearest=False) for f in frames]
+        frames = [_resize(f[y0:y0 + bh, x0:x0 + bw], self.crop_size, nearest=False,
+                          interpolation='bicubic') for f in frames]
         labels = np.stack([_resize(lab[y0:y0 + bh, x0:x0 + bw], self.crop_size, nearest=True)
                            for lab in labels])
-        if rng.random() < self.flip_prob:
-            frames = [f[:, ::-1] for f in frames]
-            labels = labels[:, :, ::-1]
-        return frames, labels
+        if flip:
+            frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+            labels = np.ascontiguousarray(labels[:, :, ::-1])
+        if any(self.clip_jitter):
+            factors, order = sample_jitter(self.clip_jitter, rng)
+            frames = [color_jitter(f, factors, order) for f in frames]
+        if rng.random() < self.grayscale_prob:
+            frames = [np.repeat(np.round(_gray(f.astype(np.float32)))[..., None], 3, -1)
+                      .astype(np.uint8) for f in frames]
+        ch, cw = self.crop_size
+        out_f, out_l = [], []
+        for f, lab in zip(frames, labels):
+            if self.affine_degrees or self.affine_shear:
+                mat = affine_matrix(rng.uniform(-self.affine_degrees, self.affine_degrees),
+                                    rng.uniform(-self.affine_shear, self.affine_shear), (ch, cw))
+                f = cv2.warpAffine(f, mat, (cw, ch), flags=cv2.INTER_CUBIC,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=IM_MEAN)
+                lab = cv2.warpAffine(lab.astype(np.uint8), mat, (cw, ch), flags=cv2.INTER_NEAREST,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.int64)
+            if any(self.frame_jitter):
+                f = color_jitter(f, *sample_jitter(self.frame_jitter, rng))
+            if rng.random() < self.tps_prob:
+                mx, my = tps_grid((ch, cw), 4, self.tps_noise, rng)
+                f = cv2.remap(f, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+                lab = cv2.remap(lab.astype(np.uint8), mx, my, cv2.INTER_NEAREST,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.int64)
+            out_f.append(f)
+            out_l.append(lab)
+        return out_f, np.stack(out_l)
 
     def _sample_clip(self, info: dict, rng: np.random.Generator) -> dict:
         n = len(info['frames'])
         for _ in range(self.max_retries):
-            idx = self._clip_indices(n, rng)
+            idx = swem_clip_indices(n, self.num_frames, self.cur_skip, rng)
+            if rng.random() < self.reverse_prob:
+                idx = idx[::-1]
             frames = [read_image(info['frames'][i]) for i in idx]
             h, w = frames[0].shape[:2]
             labels = np.stack([self._read_labels(info['masks'][i], (h, w)) for i in idx])
@@ -483,5 +745,6 @@ def synthesize_moving_shapes(root: str, videos: Sequence[str] = ('shapes0', 'sha
     return list(videos)
 
 
-__all__ = ['davis_palette', 'read_mask', 'write_mask', 'read_image', 'VOSDataset', 'StaticVOSDataset',
+__all__ = ['davis_palette', 'read_mask', 'write_mask', 'read_image', 'swem_clip_indices',
+           'color_jitter', 'affine_matrix', 'tps_grid', 'VOSDataset', 'StaticVOSDataset',
            'synthesize_moving_shapes']

@@ -1,6 +1,7 @@
 """tools/vos_inference.py on a tiny 30-frame DAVIS-layout clip."""
 import importlib.util
 import json
+import os
 import os.path as osp
 
 import numpy as np
@@ -80,3 +81,39 @@ def test_inference_tool_video_overlay_and_options(tmp_path):
     assert 'metrics' not in res
     with pytest.raises(KeyError, match='val_dataloader'):
         tool.main([cfg, ckpt, '--out-dir', out, '--dataloader', 'val_dataloader'])
+
+
+def test_inference_tool_youtube_all_frames_writes_scored_frames(tmp_path):
+    """YouTube-VOS with frames_split='valid_all_frames': every frame is segmented, only the frames
+    of valid/JPEGImages (metainfo save_frames) are written."""
+    import shutil
+    davis = str(tmp_path / 'davis')
+    synthesize_moving_shapes(davis, videos=('v', ), num_frames=11, size=(32, 48), split='val')
+    root = tmp_path / 'yt'
+    for i in range(11):
+        src = osp.join(davis, 'JPEGImages', '480p', 'v', f'{i:05d}.jpg')
+        (root / 'valid_all_frames' / 'JPEGImages' / 'v').mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, root / 'valid_all_frames' / 'JPEGImages' / 'v' / f'{i:05d}.jpg')
+        if i % 5 == 0:
+            (root / 'valid' / 'JPEGImages' / 'v').mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, root / 'valid' / 'JPEGImages' / 'v' / f'{i:05d}.jpg')
+    (root / 'valid' / 'Annotations' / 'v').mkdir(parents=True)
+    shutil.copy(osp.join(davis, 'Annotations', '480p', 'v', '00000.png'),
+                root / 'valid' / 'Annotations' / 'v' / '00000.png')
+    model = tiny_swem_cfg()
+    dataset = dict(type='VOSDataset', data_root=str(root), layout='youtube', split='valid',
+                   frames_split='valid_all_frames', test_mode=True, test_short_side=32,
+                   test_size_divisor=16)
+    cfg_path = tmp_path / 'yt_cfg.py'
+    cfg_path.write_text(f"custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)\n"
+                        f'model = {model!r}\n'
+                        f'ytvos_test_dataloader = dict(batch_size=1, dataset={dataset!r})\n')
+    ckpt = tmp_path / 'tiny.pth'
+    torch.save(dict(state_dict=MODELS.build(tiny_swem_cfg()).state_dict(), meta={}), ckpt)
+    out = str(tmp_path / 'out')
+    res = _load_tool().main([str(cfg_path), str(ckpt), '--out-dir', out, '--device', 'cpu',
+                             '--no-progress', '--dataloader', 'ytvos_test_dataloader'])
+    assert res['frames'] == 11 and res['written'] == 3
+    assert sorted(os.listdir(osp.join(out, 'v'))) == ['00000.png', '00005.png', '00010.png']
+    with Image.open(osp.join(out, 'v', '00005.png')) as im:
+        assert im.size == (48, 32)  # original size (the network ran at 32x48 -> 32x48 snapped)

@@ -128,12 +128,15 @@ def em_w_step(keys: Tensor, kappa: Tensor, masks: Tensor, tau: float) -> Tensor:
 
 
 def weighted_em(keys: Tensor, values: Tensor, masks: Tensor, prior: Bank, num_iters: int = 4,
-                tau: float = 0.05) -> Bank:
+                tau: float = 0.05, key_grad: bool = False) -> Bank:
     """One SWEM memory update for one frame (``T`` iterations of E, M and W steps, then values).
 
     ``w0 = m``; for ``t = 1..T``: E step, M step, and a W step when ``t < T``; finally
     ``nu_{c,k} = (zeta'_{c,k} nu'_{c,k} + sum_n z_{c,n,k} v_n) / zeta_{c,k}`` with the last ``z``.
-    The E and W steps run without gradient; the M step and the values keep it (to keys, values, prior).
+    Gradient: as in the official code (``swe_step`` / ``swm_step`` / ``sww_step`` are all
+    ``@torch.no_grad``) the E, M and W steps carry none, so ``kappa`` and ``zeta`` are constants and
+    only the values ``nu`` get gradient (to ``values`` and the prior ``nu``). ``key_grad=True`` keeps the
+    M step differentiable (to keys and the prior ``kappa``; a deviation, off by default).
 
     Args:
         keys: (N, Ck, n) keys of the frame at stride 16.
@@ -142,6 +145,7 @@ def weighted_em(keys: Tensor, values: Tensor, masks: Tensor, prior: Bank, num_it
         prior: bank dict (``kappa``, ``nu``, ``zeta``) used as the prior.
         num_iters: ``T`` >= 1.
         tau: temperature.
+        key_grad: differentiate through the M step (default False = official).
 
     Returns:
         the new bank dict, same shapes as ``prior``.
@@ -158,17 +162,20 @@ def weighted_em(keys: Tensor, values: Tensor, masks: Tensor, prior: Bank, num_it
     if masks.shape != (keys.shape[0], 2, keys.shape[2]):
         raise ValueError(f'weighted_em: masks {tuple(masks.shape)} must be (N, 2, n) = '
                          f'{(keys.shape[0], 2, keys.shape[2])}')
-    weights = masks
+    weights = masks.detach()
     kappa = kappa_p
     z = None
     for t in range(num_iters):
         with torch.no_grad():
             z = em_e_step(keys, kappa, weights, tau)
-        kappa, zeta = em_m_step(keys, z, kappa_p, zeta_p)
+        with torch.set_grad_enabled(key_grad and torch.is_grad_enabled()):
+            kappa, zeta = em_m_step(keys, z, kappa_p, zeta_p)
         if t < num_iters - 1:
             with torch.no_grad():
                 weights = em_w_step(keys, kappa, masks, tau)
-    nu = (zeta_p.unsqueeze(2) * nu_p + torch.einsum('nvp,ncpl->ncvl', values, z)) / zeta.unsqueeze(2)
+    zeta_v = zeta if key_grad else zeta.detach()
+    nu = (zeta_p.detach().unsqueeze(2) * nu_p
+          + torch.einsum('nvp,ncpl->ncvl', values, z)) / zeta_v.unsqueeze(2)
     return dict(kappa=kappa, nu=nu, zeta=zeta)
 
 
@@ -320,12 +327,15 @@ class SWEMMemory(BaseVOSMemory):
         top_l: permutation-invariant feature length (64); classes with fewer items are zero-padded.
         init_seed: if set, the random prior bases of new objects come from a generator re-seeded at
             every :meth:`reset`, so inference is reproducible; ``None`` uses torch's global RNG.
+        key_grad: backpropagate through the M step (keys / bases). Default False: as in the official
+            code no gradient passes the E/M/W steps, only the values ``nu`` carry gradient.
     """
 
     def __init__(self, key_dim: int = 128, value_dim: int = 512, num_bases: int = 128,
                  num_iters: int = 4, tau: float = 0.05, top_l: int = 64,
-                 init_seed: Optional[int] = None) -> None:
+                 init_seed: Optional[int] = None, key_grad: bool = False) -> None:
         super().__init__(tau=tau, top_l=top_l)
+        self.key_grad = key_grad
         self.key_dim, self.value_dim = key_dim, value_dim
         self.num_bases, self.num_iters = num_bases, num_iters
         self.init_seed = init_seed
@@ -345,7 +355,7 @@ class SWEMMemory(BaseVOSMemory):
 
     def _em(self, keys: Tensor, values: Tensor, hard: Tensor, soft: Tensor, prior: Bank) -> Bank:
         return weighted_em(keys.flatten(2), values.flatten(2), em_masks(hard, soft), prior,
-                           self.num_iters, self.tau)
+                           self.num_iters, self.tau, self.key_grad)
 
     def add_objects(self, keys: Tensor, values: Tensor, hard: Tensor, soft: Tensor) -> None:
         n = keys.shape[0]

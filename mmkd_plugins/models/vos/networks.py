@@ -6,7 +6,7 @@ A backbone must return a tuple of feature maps; the key encoder uses the last th
 the value encoder the last one (stride 16).
 """
 import copy
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -111,8 +111,67 @@ class GLUFusion(nn.Module):
         return self.feat(u) * torch.sigmoid(self.gate(u))
 
 
-class KeyEncoder(nn.Module):
-    """Backbone -> (f16, f8, f4) of the query frame."""
+def _pretrained_cfg(init_cfg) -> Optional[dict]:
+    """The ``type='Pretrained'`` entry of an ``init_cfg`` (dict or list), or None."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    for cfg in cfgs:
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            return cfg
+    return None
+
+
+def read_pretrained_state(cfg: dict) -> Dict[str, Tensor]:
+    """Read the state dict a ``Pretrained`` init_cfg points at, as mmengine's ``PretrainedInit`` does
+    (``prefix`` selects and strips ``<prefix>.``; ``module.`` prefixes are removed)."""
+    from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_with_prefix
+    if cfg.get('prefix'):
+        state = _load_checkpoint_with_prefix(cfg['prefix'], cfg['checkpoint'], map_location='cpu')
+    else:
+        ckpt = _load_checkpoint(cfg['checkpoint'], map_location='cpu')
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+
+
+@torch.no_grad()
+def load_extra_input_channels(module: nn.Module, state: Dict[str, Tensor],
+                              extra_init: str = 'orthogonal') -> List[str]:
+    """Copy checkpoint conv filters that have FEWER input channels than the module's.
+
+    For every 4-d parameter ``w`` (C_out, C_in, k, k) whose checkpoint tensor ``w0`` is
+    (C_out, c, k, k) with ``c < C_in``: ``w[:, :c] = w0`` (e.g. the ImageNet RGB filters of a ResNet
+    ``conv1``) and the ``C_in - c`` extra input channels are initialised on their own, as the official
+    SWEM code does (``extra_init='orthogonal'``: ``nn.init.orthogonal_`` of a (C_out, C_in - c, k, k)
+    tensor; ``'zeros'``: zeros). mmengine's loader skips such tensors (size mismatch), so this runs
+    after it. Returns the names of the parameters filled.
+    """
+    if extra_init not in ('orthogonal', 'zeros'):
+        raise ValueError(f'extra_init must be "orthogonal" or "zeros", got {extra_init!r}')
+    filled = []
+    for name, param in module.named_parameters():
+        src = state.get(name)
+        if src is None or param.dim() != 4 or src.dim() != 4:
+            continue
+        if (src.shape[0], *src.shape[2:]) != (param.shape[0], *param.shape[2:]) \
+                or src.shape[1] >= param.shape[1]:
+            continue
+        c = src.shape[1]
+        extra = torch.empty(param.shape[0], param.shape[1] - c, *param.shape[2:])
+        if extra_init == 'orthogonal':
+            nn.init.orthogonal_(extra)
+        else:
+            extra.zero_()
+        param[:, :c] = src.to(param.dtype)
+        param[:, c:] = extra.to(param.dtype)
+        filled.append(name)
+    return filled
+
+
+class KeyEncoder(BaseModule):
+    """Backbone -> (f16, f8, f4) of the query frame.
+
+    A ``BaseModule``, so that ``init_weights()`` reaches the backbone and its ``init_cfg`` (e.g. the
+    ImageNet ``Pretrained`` checkpoint) is applied.
+    """
 
     def __init__(self, backbone: dict) -> None:
         super().__init__()
@@ -127,15 +186,34 @@ class KeyEncoder(nn.Module):
         return f16, f8, f4
 
 
-class ValueEncoder(nn.Module):
+class ValueEncoder(BaseModule):
     """``[RGB, own mask, other objects' mask]`` (5 ch) -> backbone stride 16 -> fused with the key
-    feature (``FeatureFusionBlock``) -> ``value_dim`` channels."""
+    feature (``FeatureFusionBlock``) -> ``value_dim`` channels.
+
+    ``init_weights()`` applies the backbone's ``init_cfg``; when that is a ``Pretrained`` RGB
+    checkpoint, the first conv keeps the checkpoint's RGB filters and only its extra (mask) input
+    channels are initialised (``extra_channel_init``), as in the official code (``mod_resnet``).
+    """
 
     def __init__(self, backbone: dict, backbone_channels: int, key_channels: int,
-                 value_dim: int) -> None:
+                 value_dim: int, extra_channel_init: str = 'orthogonal') -> None:
         super().__init__()
         self.backbone = build_backbone(backbone)
         self.fuser = FeatureFusionBlock(backbone_channels + key_channels, value_dim)
+        self.extra_channel_init = extra_channel_init
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        cfg = _pretrained_cfg(getattr(self.backbone, 'init_cfg', None))
+        if cfg is None:
+            return
+        from mmengine.logging import print_log
+        filled = load_extra_input_channels(self.backbone, read_pretrained_state(cfg),
+                                           self.extra_channel_init)
+        if filled:
+            print_log(f'SWEM value encoder: {filled} keep the first input channels of '
+                      f'{cfg["checkpoint"]}; the extra channels are initialised '
+                      f'({self.extra_channel_init})', logger='current')
 
     def forward(self, image: Tensor, key_f16: Tensor, mask: Tensor, others: Tensor) -> Tensor:
         """image (N, 3, H, W), key_f16 (N, Ck16, h, w), mask/others (N, 1, H, W) -> (N, Cv, h, w)."""
@@ -219,6 +297,7 @@ def expand_to_objects(x: Tensor, num_objects: int) -> Tensor:
     return x.unsqueeze(1).expand(x.shape[0], num_objects, *x.shape[1:]).flatten(0, 1)
 
 
-__all__: List[str] = ['build_backbone', 'VOSTinyBackbone', 'ResBlock', 'CBAM', 'FeatureFusionBlock',
+__all__: List[str] = ['build_backbone', 'read_pretrained_state', 'load_extra_input_channels',
+                      'VOSTinyBackbone', 'ResBlock', 'CBAM', 'FeatureFusionBlock',
                       'GLUFusion', 'KeyEncoder', 'ValueEncoder', 'UpsampleBlock', 'Decoder',
                       'soft_aggregate', 'downsample_masks', 'expand_to_objects']

@@ -44,6 +44,12 @@ class SWEM(BaseModel):
             in for ``SWEMMemory``.
         loss_ce / loss_iou: loss configs.
         data_preprocessor: defaults to ``VOSDataPreprocessor``.
+        value_extra_channel_init: init of the value backbone's first-conv input channels that a
+            ``Pretrained`` RGB checkpoint lacks (the 2 mask channels): ``'orthogonal'`` (official) or
+            ``'zeros'``; the RGB filters come from the checkpoint.
+
+    Pretrained weights: the backbones' ``init_cfg`` is applied by :meth:`init_weights` (the Runner
+    calls it before training); the encoders are ``BaseModule`` so that it reaches the backbones.
     """
 
     def __init__(self,
@@ -58,6 +64,7 @@ class SWEM(BaseModel):
                  loss_ce: Optional[dict] = None,
                  loss_iou: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
+                 value_extra_channel_init: str = 'orthogonal',
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type='VOSDataPreprocessor')
@@ -74,7 +81,8 @@ class SWEM(BaseModel):
                              f'{key_channels}')
         c16, c8, c4 = key_channels
         self.key_encoder = KeyEncoder(key_backbone)
-        self.value_encoder = ValueEncoder(value_backbone, value_backbone_channels, c16, value_dim)
+        self.value_encoder = ValueEncoder(value_backbone, value_backbone_channels, c16, value_dim,
+                                          value_extra_channel_init)
         self.key_proj = nn.Conv2d(c16, key_dim, 3, padding=1)
         nn.init.orthogonal_(self.key_proj.weight)
         nn.init.zeros_(self.key_proj.bias)

@@ -210,8 +210,9 @@ def test_train_and_val_through_runner(tmp_path):
     assert set(metrics) >= {'davis/J&F-Mean', 'davis/J-Mean', 'davis/F-Mean', 'davis/J-Recall',
                             'davis/F-Decay'}
     assert 0 <= metrics['davis/J&F-Mean'] <= 100
-    # the frame-skip curriculum reached its second stage in the shared value
-    assert runner.train_dataloader.dataset.max_skip == 4
+    # the frame-skip curriculum: 0 (iter 0) -> 5 (iter 1) -> 2 (iter 2, 40 % of the peak), in the
+    # shared value that the DataLoader workers read
+    assert runner.train_dataloader.dataset.cur_skip == 2
 
 
 @pytest.mark.skipif(not __import__('importlib').util.find_spec('mmpretrain'),
@@ -229,3 +230,33 @@ def test_swem_with_mmpretrain_resnet18():
     losses = model(**_batch(model, b=1), mode='loss')
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_value_encoder_keeps_rgb_filters_of_a_3_channel_checkpoint(tmp_path):
+    """A Pretrained RGB checkpoint for the 5-channel value backbone: the first conv's RGB filters
+    come from the file, the 2 extra channels are initialised (orthogonal / zeros), everything else
+    loads; init_weights() of the whole SWEM reaches the encoders."""
+    from mmkd_plugins.models.vos.networks import load_extra_input_channels
+    rgb = MODELS.build(dict(type='VOSTinyBackbone', in_channels=3, channels=(16, 16, 32)))
+    for p in rgb.parameters():
+        torch.nn.init.normal_(p)
+    torch.save(rgb.state_dict(), tmp_path / 'rgb.pth')
+    for extra in ('orthogonal', 'zeros'):
+        cfg = copy.deepcopy(tiny_swem_cfg())
+        cfg['value_backbone']['init_cfg'] = dict(type='Pretrained', checkpoint=str(tmp_path / 'rgb.pth'))
+        cfg['value_extra_channel_init'] = extra
+        model = MODELS.build(cfg)
+        model.init_weights()
+        state = model.value_encoder.backbone.state_dict()
+        w = state['stem.0.weight']
+        assert w.shape == (16, 5, 3, 3) and torch.equal(w[:, :3], rgb.state_dict()['stem.0.weight'])
+        for k, v in rgb.state_dict().items():
+            if k != 'stem.0.weight':
+                assert torch.equal(state[k], v), k
+        e = w[:, 3:].reshape(16, -1)  # (16, 18): orthogonal rows
+        if extra == 'zeros':
+            assert not e.any()
+        else:
+            torch.testing.assert_close(e @ e.T, torch.eye(16), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match='extra_init'):
+        load_extra_input_channels(rgb, {}, 'normal')

@@ -24,7 +24,7 @@ def tiny_runner_cfg(data_root: str, work_dir: str, max_iters: int = 3, model: di
         train_dataloader=dict(
             batch_size=2, sampler=dict(type='InfiniteSampler', shuffle=True),
             dataset=dict(type='VOSDataset', data_root=data_root, split='train', crop_size=(64, 64),
-                         crop_scale=(0.6, 1.0), num_frames=3, max_objects=2), **loader),
+                         crop_scale=(0.6, 1.0), num_frames=3, max_objects=2, max_skip=5), **loader),
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=5e-4)),
         val_dataloader=dict(
@@ -33,7 +33,8 @@ def tiny_runner_cfg(data_root: str, work_dir: str, max_iters: int = 3, model: di
                          test_short_side=None), **loader),
         val_cfg=dict(type='ValLoop'),
         val_evaluator=dict(type='DAVISMetric'),
-        custom_hooks=[dict(type='VOSFrameSkipHook', milestones=(0.5, ), max_skips=(2, 4))],
+        # official schedule shape, squeezed into a few iterations (ramp 50 %, decay 60-90 %)
+        custom_hooks=[dict(type='VOSFrameSkipHook', ramp_end=0.5, decay=(0.6, 0.9))],
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
                            checkpoint=dict(type='CheckpointHook', interval=max_iters,
                                            by_epoch=False)),

@@ -1,5 +1,6 @@
 # AlexNet hashing network of the HyP2 paper: conv features -> fc6 -> fc7 -> Linear(4096, K), no tanh.
-# mmpretrain's AlexNet(num_classes=-1) gives the 256x6x6 conv map at 224x224; the head flattens it.
+# AlexNetConv (mmkd_plugins; mmpretrain's AlexNet takes no init_cfg) gives the 256x6x6 conv map at
+# 224x224; the head flattens it.
 # ImageNet weights: torchvision's AlexNet (conv layers into the backbone, fc6/fc7 into the head MLP).
 model = dict(
     type='ImageClassifier',
@@ -9,8 +10,7 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         to_rgb=True),
     backbone=dict(
-        type='AlexNet',
-        num_classes=-1,
+        type='AlexNetConv',
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://alexnet')),
     neck=None,
     head=dict(
