@@ -15,8 +15,6 @@ Safe checkpoint loading (:mod:`mmkd_plugins.utils.safe_load`) is installed in mm
 ``CheckpointLoader`` as soon as ``mmengine.runner.checkpoint`` is imported (now, if it already is),
 so ``load_from``, ``--resume``, ``Pretrained`` and ``teacher_ckpt`` all load weights-only.
 """
-import importlib
-
 from ._registry_manifest import MANIFEST
 from .utils.config_paths import install_config_prefix
 from .utils.import_hooks import after_import
@@ -50,4 +48,3 @@ def __dir__():
 
 
 __all__ = ['__version__']
-del importlib

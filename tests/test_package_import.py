@@ -311,3 +311,25 @@ print(json.dumps([n for reg, n, m in MANIFEST
     proc = _python(code, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_lazy_entry_forwards_attributes_to_the_real_class(tmp_path):
+    """mmengine reads class attributes through the registry too (``build_iter_from_epoch`` for
+    ``convert_to_iter_based`` schedulers): attribute access resolves the real class; dunder lookups
+    (copy, pickle, inspect) do not import anything."""
+    code = """
+import json, sys
+import mmkd_plugins
+from mmengine.registry import MODELS
+entry = MODELS._module_dict['MGDLoss']
+has_dunder = hasattr(entry, '__wrapped__')
+before = 'mmkd_plugins.models.losses.mgd' in sys.modules
+forward = entry.forward
+from mmkd_plugins.models.losses.mgd import MGDLoss
+print(json.dumps([has_dunder, before, forward is MGDLoss.forward, MODELS.get('MGDLoss') is MGDLoss,
+                  repr(entry)]))
+"""
+    proc = _python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [
+        False, False, True, True, '<lazy MODELS.MGDLoss from mmkd_plugins.models.losses.mgd>']
