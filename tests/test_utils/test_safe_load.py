@@ -5,6 +5,7 @@ save_best, EMAHook, the project's RNGStateHook), a resume is exact, a checkpoint
 would run code is refused (the code does not run) with an error that names the global and the
 opt-in, and each opt-in (env var, context, tools' --unsafe-load / config key) works.
 """
+import json
 import os
 import os.path as osp
 import pickle
@@ -178,3 +179,54 @@ def test_tools_unsafe_load_switches(tmp_path, monkeypatch):
     path, marker = _malicious(tmp_path)
     CheckpointLoader.load_checkpoint(path)
     assert marker.exists()
+
+
+PLAIN_RUN = """
+import json, os, sys
+from mmengine.config import Config
+cfg = Config.fromfile(sys.argv[1])  # custom_imports: mmkd_plugins, then the toy model
+assert 'mmkd_plugins' in sys.modules
+from mmengine.runner import Runner
+runner = Runner.from_cfg(cfg)
+try:
+    runner.load_or_resume()
+    result = 'loaded'
+except Exception as err:
+    result = type(err).__name__
+print(json.dumps([result, os.path.exists(sys.argv[2])]))
+"""
+
+
+@pytest.mark.parametrize('how', ['load_from', 'resume', 'good'])
+def test_plain_upstream_config_with_custom_imports_loads_safely(how, tmp_path):
+    """What upstream tools/train.py does (Config.fromfile -> Runner.from_cfg -> load_or_resume) with
+    ``custom_imports=['mmkd_plugins']``: the package is imported before mmengine.runner, without
+    torch, and the safe loader is installed when mmengine.runner.checkpoint is imported."""
+    import subprocess
+    path, marker = _malicious(tmp_path)
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    lines = ["custom_imports = dict(imports=['mmkd_plugins', 'tests.test_utils._toy'], "
+             'allow_failed_imports=False)',
+             "model = dict(type='ToyLoadNet')", f'work_dir = {str(work_dir)!r}',
+             "default_scope = 'mmengine'"]
+    if how == 'load_from':
+        lines.append(f'load_from = {path!r}')
+    elif how == 'resume':  # --resume: the latest checkpoint named in work_dir/last_checkpoint
+        (work_dir / 'last_checkpoint').write_text(path)
+        lines.append('resume = True')
+    else:  # a plain weights checkpoint still loads
+        from tests.test_utils._toy import ToyLoadNet
+        good = tmp_path / 'good.pth'
+        torch.save(dict(state_dict=ToyLoadNet().state_dict(), meta=dict(epoch=1)), good)
+        lines.append(f'load_from = {str(good)!r}')
+    cfg = tmp_path / 'plain_cfg.py'
+    cfg.write_text('\n'.join(lines) + '\n')
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', UNSAFE_ENV)}
+    env.update(PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, '-c', PLAIN_RUN, str(cfg), str(marker)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result, code_ran = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not code_ran
+    assert result == ('loaded' if how == 'good' else 'UnsafeCheckpointError'), proc.stderr[-3000:]

@@ -25,7 +25,9 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
 
-from mmkd_plugins.engine.hooks.backfill import BACKFILL_ORDERS, backfill_order
+# the module, not its names: engine.hooks.backfill imports models, which import this package
+# (import cycle when mmkd_plugins.engine is imported first)
+from mmkd_plugins.engine.hooks import backfill as _backfill
 from mmkd_plugins.models.losses.compatible import match_dim
 
 
@@ -245,8 +247,9 @@ class HotRefreshMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        if order not in BACKFILL_ORDERS:
-            raise ValueError(f'HotRefreshMetric: order must be one of {BACKFILL_ORDERS}, got {order!r}')
+        if order not in _backfill.BACKFILL_ORDERS:
+            raise ValueError(f'HotRefreshMetric: order must be one of {_backfill.BACKFILL_ORDERS}, '
+                             f'got {order!r}')
         self.fractions = (list(np.linspace(0, 1, fractions)) if isinstance(fractions, int) else
                           [float(f) for f in fractions])
         if topk is not None and (not isinstance(topk, int) or topk < 1):
@@ -294,7 +297,7 @@ class HotRefreshMetric(BaseMetric):
         objectives = {r.get('bict_objective') for r in results} - {None}
         if len(objectives) > 1:
             raise ValueError(f'HotRefreshMetric: predictions mix BiCT objectives {sorted(objectives)}')
-        order = backfill_order(len(g_idx), self.order, logits, self.seed)
+        order = _backfill.backfill_order(len(g_idx), self.order, logits, self.seed)
         res = hot_refresh_curve(new[q_idx], old[g_idx], new[g_idx], labels[q_idx], labels[g_idx], order,
                                 self.fractions, q_old=old[q_idx], g_bict=g_bict,
                                 exclude=exclude if exclude.any() else None, topk=self.topk,
