@@ -29,6 +29,7 @@ MANIFEST = (
     ('METRICS', 'StyleTransferMetric', 'mmkd_plugins.evaluation.metrics.style'),
     ('MODELS', 'AdaINDecoder', 'mmkd_plugins.models.editors.adain_decoder'),
     ('MODELS', 'AdaINStyleTransfer', 'mmkd_plugins.models.editors.adain'),
+    ('MODELS', 'AlexNetConv', 'mmkd_plugins.models.backbones.alexnet'),
     ('MODELS', 'BCTLoss', 'mmkd_plugins.models.losses.compatible'),
     ('MODELS', 'BiCTTransformLoss', 'mmkd_plugins.models.losses.compatible'),
     ('MODELS', 'BiCTTransformStudent', 'mmkd_plugins.models.compatible.wrapper'),
