@@ -45,6 +45,14 @@ CONFIGS = {
                                       'vitkd'),
 }
 
+# the demo's tiny models (a few ms a step): the difference distiller - hand-written is the
+# framework's fixed per-step cost in absolute terms, far above the timer noise
+TINY_CONFIGS = {
+    'MGD (digits ResNet-18 w16 -> w4)': ('configs/demo/digits_mgd.py', 'mgd'),
+    'NKD (digits ResNet-18 w16 -> w4)': ('configs/demo/digits_nkd.py', 'nkd'),
+    'ViTKD (digits ViT 64-d -> 16-d)': ('configs/demo/digits_vitkd.py', 'vitkd'),
+}
+
 
 def build(config_path, device='cpu'):
     import logging
@@ -139,7 +147,7 @@ def check_same_losses(kind, distiller, inputs, samples, labels):
     return a.item()
 
 
-def measure(kind, distiller, batch, size, repeats, device='cpu', warmup=3):
+def measure(kind, distiller, batch, size, repeats, device='cpu', warmup=3, clock=time.perf_counter):
     from mmpretrain.structures import DataSample
     torch.manual_seed(0)
     num_classes = distiller.student.head.num_classes
@@ -181,10 +189,10 @@ def measure(kind, distiller, batch, size, repeats, device='cpu', warmup=3):
     for r in range(repeats):  # interleaved, in a rotating order: bursts of load hit all variants alike
         for name, fn in order[r % 3:] + order[:r % 3]:
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return dict(min={k: min(v) for k, v in times.items()},
                 median={k: statistics.median(v) for k, v in times.items()}, loss=loss_value)
 
@@ -208,23 +216,40 @@ def main(argv=None):
     parser.add_argument('--size', type=int, default=112)
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--clock', choices=['cpu', 'wall'],
+                        help='cpu: the process\'s CPU time (user+sys; default on CPU: a shared '
+                             'machine\'s other jobs do not count); wall: elapsed time (default on GPU)')
+    parser.add_argument('--tiny-repeats', type=int, default=200,
+                        help='repeats of the tiny demo models (batch 2 at 16x16); 0 skips them')
     parser.add_argument('--methods', nargs='+', choices=[v[1] for v in CONFIGS.values()])
     parser.add_argument('--note', default='', help='appended to the header (e.g. machine load)')
     parser.add_argument('--out', default=osp.join(REPO, 'benchmarks/results/distill_step_time.md'))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    clock_name = args.clock or ('wall' if str(args.device).startswith('cuda') else 'cpu')
+    clock = time.process_time if clock_name == 'cpu' else time.perf_counter
 
     rows, ratios = [], {}
     for name, (path, kind) in CONFIGS.items():
         if args.methods and kind not in args.methods:
             continue
-        t = measure(kind, build(path, args.device), args.batch, args.size, args.repeats, args.device)
+        t = measure(kind, build(path, args.device), args.batch, args.size, args.repeats, args.device,
+                    clock=clock)
         m, med = t['min'], t['median']
         ratios[kind] = m['distill'] / m['hand']
         rows.append(f"| {name} | {m['student'] * 1e3:.1f} | {m['hand'] * 1e3:.1f} | "
                     f"{m['distill'] * 1e3:.1f} | **{m['distill'] / m['hand']:.3f}** | "
                     f"{med['distill'] / med['hand']:.3f} | {m['distill'] / m['student']:.2f} |")
         print(rows[-1], flush=True)
+    tiny_rows = []
+    for name, (path, kind) in ({} if args.tiny_repeats == 0 else TINY_CONFIGS).items():
+        if args.methods and kind not in args.methods:
+            continue
+        t = measure(kind, build(path, args.device), 2, 16, args.tiny_repeats, args.device,
+                    clock=clock)['min']
+        tiny_rows.append(f"| {name} | {t['hand'] * 1e3:.2f} | {t['distill'] * 1e3:.2f} | "
+                         f"{(t['distill'] - t['hand']) * 1e3:.2f} | {t['distill'] / t['hand']:.3f} |")
+        print(tiny_rows[-1], flush=True)
     load = ''
     if hasattr(__import__('os'), 'getloadavg'):
         load = f' Load average at the end: {__import__("os").getloadavg()[0]:.1f}.'
@@ -232,11 +257,13 @@ def main(argv=None):
         '# Distillation step time: distiller vs. the same step written by hand',
         '',
         f'{machine(args.device)}, {args.threads} thread(s), batch {args.batch}, input '
-        f'{args.size}x{args.size}, random weights, SGD step included. Each variant timed step by '
-        f'step, interleaved, {args.repeats} repeats after 3 warm-up steps; min-of-{args.repeats} '
+        f'{args.size}x{args.size}, random weights, SGD step included, '
+        f'{"CPU time (user+sys) of the process" if clock_name == "cpu" else "wall time"} per step. '
+        f'Each variant timed step by '
+        f'step, interleaved in a rotating order, {args.repeats} repeats after 3 warm-up steps; min-of-{args.repeats} '
         f'reported (median ratio for reference).{load} {args.note}'.rstrip(),
         f'Produced by `python benchmarks/distill_step_time.py --device {args.device} --threads '
-        f'{args.threads} --repeats {args.repeats}`.',
+        f'{args.threads} --repeats {args.repeats} --clock {clock_name}`.',
         '',
         '| method | student step (ms) | hand-written distill step (ms) | distiller step (ms) | '
         'distiller / hand-written (min) | same, median | distiller / student |',
@@ -248,6 +275,13 @@ def main(argv=None):
         'backward and SGD step. Both ways are checked to give the same loss before timing. '
         '`distiller / hand-written` is the framework overhead (target <= 1.03).', ''
     ]
+    if tiny_rows:
+        text += [
+            f'The framework\'s fixed cost per step in absolute terms: the demo\'s tiny models '
+            f'(`configs/demo`, random weights), batch 2 at 16x16, min-of-{args.tiny_repeats}, '
+            'same clock and protocol:', '',
+            '| method | hand-written step (ms) | distiller step (ms) | difference (ms) | ratio |',
+            '|---|---|---|---|---|', *tiny_rows, '']
     with open(args.out, 'w') as f:
         f.write('\n'.join(text))
     print(f'wrote {args.out}')
