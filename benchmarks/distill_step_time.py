@@ -259,8 +259,8 @@ def main(argv=None):
         f'{machine(args.device)}, {args.threads} thread(s), batch {args.batch}, input '
         f'{args.size}x{args.size}, random weights, SGD step included, '
         f'{"CPU time (user+sys) of the process" if clock_name == "cpu" else "wall time"} per step. '
-        f'Each variant timed step by '
-        f'step, interleaved in a rotating order, {args.repeats} repeats after 3 warm-up steps; min-of-{args.repeats} '
+        f'Each variant timed step by step, interleaved in a rotating order, {args.repeats} repeats '
+        f'after 3 warm-up steps; min-of-{args.repeats} '
         f'reported (median ratio for reference).{load} {args.note}'.rstrip(),
         f'Produced by `python benchmarks/distill_step_time.py --device {args.device} --threads '
         f'{args.threads} --repeats {args.repeats} --clock {clock_name}`.',

@@ -212,9 +212,12 @@ def main(argv=None):
         n_train = f'{args.per_class} images per class'
     else:
         from mmengine.config import Config
-        n_train = ', '.join(
-            f'{dict(cnn="CNN", vit="ViT")[k]} {Config.fromfile(osp.join(DEMO, p["baseline"][1])).train_dataloader.dataset.get("per_class")}'
-            for k, p in pairs.items()) + ' images per class'
+
+        def per_class(pair):
+            cfg = Config.fromfile(osp.join(DEMO, pair['baseline'][1]))
+            return cfg.train_dataloader.dataset.get('per_class')
+        n_train = ', '.join(f'{dict(cnn="CNN", vit="ViT")[k]} {per_class(p)}'
+                            for k, p in pairs.items()) + ' images per class'
     header = (
         f'Digits (scikit-learn; 16x16; 450 test images). Teachers: seed {args.teacher_seed}, the '
         f'whole train split (1347 images). Students: {n_train}, seeds {args.seeds}. '
