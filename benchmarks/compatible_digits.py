@@ -10,7 +10,6 @@ benchmarks/tmp/compatible_digits/.
 import argparse
 import os
 import os.path as osp
-import platform
 import shutil
 import sys
 import time
@@ -25,6 +24,8 @@ import convert_kd_ckpt_to_student  # noqa: E402
 import extract_embeddings  # noqa: E402
 import train as train_tool  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+
+from mmkd_plugins.utils.machine import cpu_model  # noqa: E402
 
 CFG = osp.join(REPO, 'configs', 'compatible')
 
@@ -82,12 +83,7 @@ def main():
                  '--order', order, '--fractions', '6'] + (['--plot', plot] if plot else []))
     elapsed = time.time() - t0
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     lines = ['# Compatible upgrade on the digits demo (CPU)', '',
              f'scikit-learn digits (1797 8x8 images upsampled to 16x16), extended-class split (old model: 5 '
              f'classes, new: 10), held-out test split (360 images) as queries and gallery (leave-one-out). '

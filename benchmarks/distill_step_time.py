@@ -24,7 +24,6 @@ noisy estimate on a shared machine), with the median for reference.
 import argparse
 import copy
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +36,8 @@ sys.path.insert(0, REPO)
 import mmkd_plugins  # noqa: E402,F401
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import MODELS  # noqa: E402
+
+from mmkd_plugins.utils.machine import cpu_model  # noqa: E402
 
 CONFIGS = {
     'MGD (R34 -> R18)': ('configs/mgd/cls/mgd_resnet34_resnet18_8xb32_in1k.py', 'mgd'),
@@ -200,13 +201,7 @@ def measure(kind, distiller, batch, size, repeats, device='cpu', warmup=3, clock
 def machine(device):
     if str(device).startswith('cuda'):
         return f'GPU {torch.cuda.get_device_name(0)}'
-    name = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            name = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return f'CPU {name}'
+    return f'CPU {cpu_model()}'
 
 
 def main(argv=None):

@@ -27,7 +27,6 @@ import math
 import multiprocessing as mp
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +40,9 @@ for _k, _v in DETERMINISTIC_ENV.items():
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 DEMO = osp.join(REPO, 'configs', 'demo')
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+from mmkd_plugins.utils.machine import cpu_model  # noqa: E402  (torch-free: the env above still applies)
 
 # name -> (config, pair, teacher?)  ; a pair's first two entries are its teacher and its baseline
 PAIRS = {
@@ -71,8 +73,6 @@ def run_one(job):
     from mmengine.config import Config
     from mmengine.logging import MMLogger
     from mmengine.runner import Runner
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
@@ -125,17 +125,6 @@ def verdict(name, distilled, baseline):
     return ok, (f'{name}: mean gain {gain:+.2f} points over its baseline, paired SE {se:.2f} '
                 f'(2 SE = {2 * se:.2f}) -> ' + ('beyond noise (gain > 2 SE)' if ok else
                                                 'NOT beyond noise (gain <= 2 SE)'))
-
-
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):

@@ -57,14 +57,20 @@ def parse_hashing_list(path: str, num_classes: Optional[int] = None) -> List[tup
             img, labels = parts[0], parts[1:]
             if not labels:
                 raise ValueError(f'{path}:{lineno}: expected "image_path l_1 ... l_C", found no labels')
-            if any(v not in ('0', '1') for v in labels):
-                raise ValueError(f'{path}:{lineno}: labels must be 0 or 1, got {" ".join(labels)}')
-            if num_classes is None:
-                num_classes = len(labels)
-            elif len(labels) != num_classes:
-                raise ValueError(f'{path}:{lineno}: expected {num_classes} labels, got {len(labels)}')
-            entries.append((img, np.array([v == '1' for v in labels], dtype=np.uint8)))
+            row = parse_label_row(labels, f'{path}:{lineno}', num_classes)
+            num_classes = len(row)
+            entries.append((img, row))
     return entries
+
+
+def parse_label_row(values: Sequence[str], where: str, num_classes: Optional[int] = None) -> np.ndarray:
+    """``['0', '1', ...]`` -> (C,) uint8 multi-hot; a ValueError names ``where`` (``file:line``) for a
+    label other than 0/1 or, when ``num_classes`` is given, a different number of labels."""
+    if any(v not in ('0', '1') for v in values):
+        raise ValueError(f'{where}: labels must be 0 or 1, got {" ".join(values)}')
+    if num_classes is not None and len(values) != num_classes:
+        raise ValueError(f'{where}: expected {num_classes} labels, got {len(values)}')
+    return np.array([v == '1' for v in values], dtype=np.uint8)
 
 
 def write_hashing_list(path: str, image_paths: Sequence[str], multi_hot: np.ndarray) -> None:
@@ -137,12 +143,8 @@ def flickr25k_hashing_lists(img_txt: str,
             values = line.split()
             if not values:
                 continue
-            if any(v not in ('0', '1') for v in values):
-                raise ValueError(f'{targets_txt}:{lineno}: labels must be 0 or 1')
-            if rows and len(values) != len(rows[0]):
-                raise ValueError(f'{targets_txt}:{lineno}: expected {len(rows[0])} labels, got '
-                                 f'{len(values)}')
-            rows.append([int(v) for v in values])
+            rows.append(parse_label_row(values, f'{targets_txt}:{lineno}',
+                                        len(rows[0]) if rows else None))
     if len(rows) != len(images):
         raise ValueError(f'FLICKR25K split: {len(images)} images in {img_txt} but {len(rows)} label '
                          f'rows in {targets_txt}')

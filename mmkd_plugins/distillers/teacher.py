@@ -12,7 +12,7 @@ from mmengine.registry import MODELS
 from ..utils import require
 from ..utils.config_paths import PREFIX as CONFIG_PREFIX
 from ..utils.config_paths import resolve_config
-from ..utils.safe_load import UnsafeCheckpointError, unsafe_load
+from ..utils.safe_load import unsafe_load
 
 
 def resolve_config_path(path: str) -> str:
@@ -80,8 +80,6 @@ def read_checkpoint(filename: str, unsafe: Optional[bool] = None) -> Any:
     with unsafe_load(unsafe) if unsafe is not None else contextlib.nullcontext():
         try:
             return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-        except UnsafeCheckpointError:
-            raise
         except KeyError as err:  # open-mmlab:// or torchvision:// name that mmengine does not know
             raise ValueError(f'teacher checkpoint {filename}: unknown model name {err} for this '
                              'scheme in mmengine\'s model lists') from err

@@ -122,8 +122,9 @@ def _refused_global(f: Any, message: str) -> str:
     """The dotted name of the global the weights-only unpickler refused."""
     if isinstance(f, (str, os.PathLike)):
         try:  # full names (``builtins.exec``); zip-format files only
+            allowed = _allowlist_names()
             unsafe = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(f)
-                      if g not in _allowlist_names()]
+                      if g not in allowed]
             if unsafe:
                 return ', '.join(sorted(unsafe))
         except Exception:  # noqa: BLE001  (legacy format: fall back to torch's message)
