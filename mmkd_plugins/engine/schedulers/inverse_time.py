@@ -45,6 +45,26 @@ class InverseTimeParamScheduler(_ParamScheduler):
         super().__init__(optimizer, param_name=param_name, begin=begin, end=end,
                          last_step=last_step, by_epoch=by_epoch, verbose=verbose)
 
+    @classmethod
+    def build_iter_from_epoch(cls, *args, decay: float, begin: int = 0, end: int = INF,
+                              by_epoch: bool = True, epoch_length: int = None, **kwargs):
+        """An iteration-based instance of an epoch-based config (``convert_to_iter_based=True``).
+
+        ``begin`` / ``end`` are scaled by ``epoch_length`` and the decay becomes
+        ``decay / epoch_length`` per iteration, so ``v_i = v_0 / (1 + decay * i / epoch_length)``:
+        at every epoch boundary the same value as the epoch-based schedule, smooth in between.
+        """
+        if not by_epoch:
+            raise ValueError('build_iter_from_epoch converts epoch-based configs only '
+                             '(by_epoch=True)')
+        if epoch_length is None or epoch_length <= 0:
+            raise ValueError(f'epoch_length must be a positive integer, got {epoch_length}')
+        begin = int(begin * epoch_length)
+        if end != INF:
+            end = int(end * epoch_length)
+        return cls(*args, decay=decay / epoch_length, begin=begin, end=end, by_epoch=False,
+                   **kwargs)
+
     def _get_value(self) -> list:
         k = self.last_step  # steps taken inside [begin, end)
         if k <= 0:

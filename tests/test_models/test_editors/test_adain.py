@@ -261,6 +261,30 @@ def test_inverse_time_lr():
         PARAM_SCHEDULERS.build(dict(type='InverseTimeLR', optimizer=opt, decay=-1))
 
 
+def test_inverse_time_lr_converts_epoch_config_to_iterations():
+    """convert_to_iter_based=True: decay / epoch_length per iteration, begin scaled."""
+    from mmengine.registry import PARAM_SCHEDULERS
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    cls = PARAM_SCHEDULERS.get('InverseTimeLR')
+    sched = cls.build_iter_from_epoch(optimizer=opt, decay=0.5, begin=1, by_epoch=True,
+                                      epoch_length=4)
+    assert not sched.by_epoch and sched.begin == 4 and sched.decay == pytest.approx(0.125)
+    lrs = []
+    for _ in range(13):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        sched.step()
+    # epoch e (iteration 4e) has the epoch-based value 1 / (1 + 0.5 (e - begin))
+    assert lrs[:5] == pytest.approx([1.0] * 5)
+    assert lrs[8] == pytest.approx(1 / (1 + 0.5 * 1)) and lrs[12] == pytest.approx(1 / (1 + 0.5 * 2))
+    assert lrs[6] == pytest.approx(1 / (1 + 0.125 * 2))
+    with pytest.raises(ValueError, match='epoch_length'):
+        cls.build_iter_from_epoch(optimizer=opt, decay=0.5, epoch_length=0)
+    with pytest.raises(ValueError, match='by_epoch=True'):
+        cls.build_iter_from_epoch(optimizer=opt, decay=0.5, by_epoch=False, epoch_length=4)
+
+
 def _mmagic_importable():
     try:
         import mmagic.models  # noqa: F401
