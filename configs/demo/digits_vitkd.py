@@ -1,9 +1,13 @@
 # ViTKD from the ViT teacher (64-d, 6 blocks) into the ViT student (16-d, 2 blocks): blocks 0 and 1
-# mimicked, the last block (after the final norm ln1) generated from masked tokens (lambda 0.5), with
-# the paper's alpha 3e-5 and beta 3e-6. On this data ViTKD's gain stays inside the seed noise (demo,
-# 10 seeds: +1.29 points, paired SE 0.91). Scaling both weights by the ratio of summed terms
-# (196x384 vs 16x64, x73.5, the rule of the MGD demo) did not help: +0.02 +- 0.90 over the same 10
-# seeds, and -2.9 +- 1.7 over 4 seeds with a 4-block student. (Measured on the demo's test split.)
+# mimicked with the paper's alpha 3e-5, the last block (after the final norm ln1) generated from
+# masked tokens (lambda 0.5) with beta 2.2e-4 instead of the paper's 3e-6.
+# Why beta x73.5: ViTKD's terms are sums over tokens x channels divided by the batch size, and the
+# paper's weights are set for 196 tokens x 384 channels (DeiT III-S); here 16 x 64, 73.5x fewer
+# summed terms (the rule the MGD demo uses for its alpha). Applied to the generation term only:
+# scaling the mimicking weight as well cancelled the gain. With the paper's weights ViTKD's gain
+# stays inside the seed noise here (+1.04 over 30 seeds; 1.8 SE). The setting was chosen by a search
+# over 13 variants on seeds 0-9 and then checked on fresh seeds 10-29: see
+# benchmarks/results/vitkd_demo_variants.md (benchmarks/vitkd_demo_variants.py).
 _base_ = ['./digits_vit_student.py']
 model = dict(
     _delete_=True,
@@ -17,7 +21,7 @@ model = dict(
     distill_losses=dict(
         loss_vitkd=dict(
             type='ViTKDLoss', student_dims=16, teacher_dims=64,
-            alpha_vitkd=3e-5, beta_vitkd=3e-6, lambda_vitkd=0.5,
+            alpha_vitkd=3e-5, beta_vitkd=2.2e-4, lambda_vitkd=0.5,
             inputs=dict(student_low_0='student.low0', teacher_low_0='teacher.low0',
                         student_low_1='student.low1', teacher_low_1='teacher.low1',
                         student_high='student.high', teacher_high='teacher.high'))))
