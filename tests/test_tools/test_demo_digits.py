@@ -49,3 +49,17 @@ def test_tiny_demo_runs_every_method_and_writes_verdicts(tmp_path, capsys):
         assert f'- {method}: mean gain' in text
     assert 'CPU time (user+sys' in text and 'deterministic' in text
     assert out['cpu'] > 0
+
+
+def test_default_seeds_are_per_pair(tmp_path, monkeypatch):
+    """Without --seeds each pair runs its own number of seeds (demo: CNN 10, ViT 30)."""
+    assert {k: p['seeds'] for k, p in demo_digits.PAIRS.items()} == {'cnn': 10, 'vit': 30}
+    monkeypatch.setitem(demo_digits.PAIRS['cnn'], 'seeds', 1)
+    monkeypatch.setitem(demo_digits.PAIRS['vit'], 'seeds', 2)
+    out = demo_digits.main(['--methods', 'tf-NKD', 'ViTKD', '--max-epochs', '1', '--max-samples',
+                            '40', '--per-class', '10', '--jobs', '2', '--work-dir', str(tmp_path)])
+    assert len(out['results']['tf-NKD']) == 1 and len(out['results']['ViTKD']) == 2
+    cnn, vit = demo_digits.PAIRS['cnn'], demo_digits.PAIRS['vit']
+    assert len(out['results'][cnn['baseline'][0]]) == 1
+    assert len(out['results'][vit['baseline'][0]]) == 2
+    assert 'seeds CNN 0, ViT 0, 1' in open(tmp_path / 'results.md').read()
