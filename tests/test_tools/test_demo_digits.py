@@ -63,3 +63,16 @@ def test_default_seeds_are_per_pair(tmp_path, monkeypatch):
     assert len(out['results'][cnn['baseline'][0]]) == 1
     assert len(out['results'][vit['baseline'][0]]) == 2
     assert 'seeds CNN 0, ViT 0, 1' in open(tmp_path / 'results.md').read()
+
+
+def test_demo_readme_states_the_configs_scaled_weights():
+    """configs/demo/README.md lists the two non-paper weights with the values the configs use."""
+    from mmengine.config import Config
+    readme = open(osp.join(REPO, 'configs', 'demo', 'README.md')).read()
+    vitkd = Config.fromfile(osp.join(demo_digits.DEMO, 'digits_vitkd.py'))
+    mgd = Config.fromfile(osp.join(demo_digits.DEMO, 'digits_mgd.py'))
+    loss = vitkd.model.distill_losses.loss_vitkd
+    assert (loss.alpha_vitkd, loss.beta_vitkd) == (3e-5, 2.2e-4)
+    assert mgd.model.distill_losses.loss_mgd.alpha_mgd == 3e-3
+    assert '| `beta_vitkd` (generation) | 3e-6 (196 tokens x 384) | 2.2e-4 |' in readme
+    assert '| `alpha_mgd` | 7e-5 (512x7x7) | 3e-3 |' in readme
