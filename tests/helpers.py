@@ -1,5 +1,9 @@
-"""Small builders shared by the tests (tiny mmpretrain classifiers, teacher checkpoints)."""
+"""Small builders shared by the tests (tiny classifiers, teacher checkpoints, 2-process runs)."""
 import copy
+import os
+import os.path as osp
+import subprocess
+import sys
 
 import torch
 from mmengine.registry import MODELS
@@ -34,3 +38,19 @@ def cls_batch(n: int = 4, size: int = 16, num_classes: int = 10, seed: int = 0):
     inputs = torch.randn(n, 3, size, size, generator=g)
     samples = [DataSample().set_gt_label(int(i) % num_classes) for i in range(n)]
     return inputs, samples
+
+
+def train_with_two_processes(config: str, work_dir, cfg_options, master_port: int,
+                             timeout: int) -> subprocess.CompletedProcess:
+    """Run ``tools/train.py CONFIG --launcher pytorch`` in 2 processes (``torch.distributed.run``).
+
+    ``config`` is relative to the repository; ``cfg_options`` go to ``--cfg-options``. Returns the
+    finished process (stdout/stderr captured); the caller checks its return code.
+    """
+    from tests.conftest import REPO
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+           f'--master_port={master_port}', osp.join(REPO, 'tools/train.py'),
+           osp.join(REPO, config), '--launcher', 'pytorch', '--work-dir', str(work_dir),
+           '--cfg-options', *cfg_options]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

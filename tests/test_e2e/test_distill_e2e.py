@@ -1,8 +1,6 @@
 """End-to-end: the digits MGD distillation through tools/train.py (mmengine Runner) on CPU."""
 import glob
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -13,7 +11,7 @@ from mmengine.registry import HOOKS, MODELS
 from mmengine.runner import Runner
 
 from tests.conftest import REPO
-from tests.helpers import cls_batch
+from tests.helpers import cls_batch, train_with_two_processes
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
 import convert_kd_ckpt_to_student  # noqa: E402
@@ -111,13 +109,11 @@ def test_resume_matches_uninterrupted_run(teacher_ckpt, tmp_path):
 
 
 def test_ddp_two_cpu_processes_gloo(teacher_ckpt, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29561',
-           osp.join(REPO, 'tools/train.py'), osp.join(REPO, 'configs/demo/digits_mgd.py'),
-           '--launcher', 'pytorch', '--work-dir', str(tmp_path), '--cfg-options', *TINY,
-           'train_cfg.max_epochs=1', f'model.teacher_ckpt={teacher_ckpt}',
-           'default_hooks.checkpoint.interval=1']
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = train_with_two_processes(
+        'configs/demo/digits_mgd.py', tmp_path,
+        [*TINY, 'train_cfg.max_epochs=1', f'model.teacher_ckpt={teacher_ckpt}',
+         'default_hooks.checkpoint.interval=1'],
+        master_port=29561, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / 'epoch_1.pth', weights_only=False)
     # 64 samples, batch 16: 4 iterations on one process, 2 per rank with 2 ranks sharing the data

@@ -15,13 +15,12 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from tests.conftest import REPO
+from tests.helpers import train_with_two_processes
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')]
@@ -125,13 +124,11 @@ def test_fp16_amp_distiller_through_amp_optim_wrapper(teacher_ckpt, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason='NCCL DDP needs 2 GPUs')
 def test_nccl_ddp_two_processes(teacher_ckpt, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29571',
-           osp.join(REPO, 'tools/train.py'), osp.join(REPO, 'configs/demo/digits_mgd.py'),
-           '--launcher', 'pytorch', '--work-dir', str(tmp_path), '--cfg-options', *TINY,
-           'train_cfg.max_epochs=1', f'model.teacher_ckpt={teacher_ckpt}',
-           'default_hooks.checkpoint.interval=1', 'env_cfg.dist_cfg.backend=nccl']
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = train_with_two_processes(
+        'configs/demo/digits_mgd.py', tmp_path,
+        [*TINY, 'train_cfg.max_epochs=1', f'model.teacher_ckpt={teacher_ckpt}',
+         'default_hooks.checkpoint.interval=1', 'env_cfg.dist_cfg.backend=nccl'],
+        master_port=29571, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / 'epoch_1.pth', weights_only=False, map_location='cpu')
     assert ckpt['meta']['iter'] == 2  # 64 samples, batch 16, 2 ranks
