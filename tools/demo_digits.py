@@ -162,13 +162,9 @@ def main(argv=None):
         return (config, osp.join(args.work_dir, tag), seed, teacher_ckpt, per_class,
                 args.max_epochs, args.max_samples, save)
 
-    def seeds_of(pairs, key=None):
-        """The seeds of one pair (``--seeds`` or its default), or of all pairs, in order."""
-        if args.seeds is not None:
-            return list(args.seeds)
-        if key is not None:
-            return list(range(pairs[key]['seeds']))
-        return sorted({s for k in pairs for s in seeds_of(pairs, k)})
+    # student seeds of each pair: --seeds, or the pair's own default
+    pair_seeds = {k: list(args.seeds) if args.seeds is not None else list(range(p['seeds']))
+                  for k, p in pairs.items()}
 
     results = {}  # row name -> list of top-1 (one per seed; one entry for a teacher)
     ctx = mp.get_context('spawn')
@@ -192,8 +188,8 @@ def main(argv=None):
                      for m, (cfg, needs_t) in p['methods'].items() if m in methods]
         student_jobs = [(name, seed, job(cfg, f'seed{seed}/{osp.splitext(cfg)[0]}', seed, ckpt,
                                          args.per_class))
-                        for seed in seeds_of(pairs) for name, cfg, ckpt in rows
-                        if seed in seeds_of(pairs, pair_of[name])]
+                        for seed in sorted(set().union(*pair_seeds.values()))
+                        for name, cfg, ckpt in rows if seed in pair_seeds[pair_of[name]]]
         for (name, seed, _), (acc, _, cpu) in zip(
                 student_jobs, pool.imap(run_one, [j for _, _, j in student_jobs], chunksize=1)):
             results.setdefault(name, []).append(acc)
@@ -232,7 +228,8 @@ def main(argv=None):
     header = (
         f'Digits (scikit-learn; 16x16; 450 test images). Teachers: seed {args.teacher_seed}, the '
         f'whole train split (1347 images). Students: {n_train}; seeds '
-        + ', '.join(f'{dict(cnn="CNN", vit="ViT")[k]} {_span(seeds_of(pairs, k))}' for k in pairs)
+        + ', '.join(f'{dict(cnn="CNN", vit="ViT")[k]} {_span(seeds)}'
+                    for k, seeds in pair_seeds.items())
         + '. '
         f'CPU ({cpu_model()}), {args.jobs} worker process(es) x 1 thread, deterministic '
         f'({", ".join(f"{k}={v}" for k, v in DETERMINISTIC_ENV.items())}, '
