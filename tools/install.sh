@@ -3,6 +3,16 @@
 #
 #   bash tools/install.sh            # runtime stack + mmkd_plugins (editable)
 #   bash tools/install.sh tests      # ... plus the test requirements
+#   MMKD_STACK=reference bash tools/install.sh tests   # the reference stack instead (see below)
+#
+# Two tested stacks (README "Installation"), chosen with MMKD_STACK:
+#   newest    (default) torch 2.14.1 / torchvision 0.29.1: requirements/constraints.txt
+#   reference torch 2.1.2 / torchvision 0.16.2, the stack OpenMMLab publishes mmcv 2.1.0 wheels for
+#             and most mmdet 3.3 / mmseg 1.2 users run: requirements/constraints-reference.txt
+# The default is `newest` because it is the stack the README's demo and benchmark numbers were
+# measured on, and on the project's machines its torch comes from the local disk (no 2.5 GB
+# download). Both install into the current Python ($PYTHON or python3); `tools/run.sh` puts the
+# reference stack in its own virtual environment (see there).
 #
 # Idempotent and fast on a second run: every step first checks whether it is already satisfied.
 # mmcv 2.1.0 (the newest mmcv that mmdet 3.3 / mmseg 1.2.2 accept) has no wheels on PyPI, so it is
@@ -15,12 +25,16 @@ set -euo pipefail
 
 PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CONSTRAINTS="$ROOT/requirements/constraints.txt"
+case "${MMKD_STACK:=newest}" in
+  newest) CONSTRAINTS="$ROOT/requirements/constraints.txt" ;;
+  reference) CONSTRAINTS="$ROOT/requirements/constraints-reference.txt" ;;
+  *) echo "[install] MMKD_STACK must be 'newest' or 'reference', not '$MMKD_STACK'" >&2; exit 2 ;;
+esac
 WHAT=${1:-runtime}
 PIP=("$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS")
 
 log() { printf '[install] %s\n' "$*" >&2; }
-pin() { grep -E "^$1==" "$CONSTRAINTS" | head -n1 | cut -d= -f3; }
+pin() { cat "$CONSTRAINTS" "$ROOT/requirements/constraints-common.txt" | grep -E "^$1==" | head -n1 | cut -d= -f3; }
 
 have() {  # have MODULE [VERSION]: module importable (with that version when given)
   (cd / && "$PY" - "$@") <<'EOF' >/dev/null 2>&1
@@ -33,6 +47,7 @@ EOF
 }
 
 start=$(date +%s)
+log "stack: $MMKD_STACK ($(basename "$CONSTRAINTS")), python: $("$PY" -c 'import sys; print(sys.executable)')"
 
 # 1. torch, torchvision, build tools, mmengine, mim.
 if ! have torch "$(pin torch)" || ! have torchvision "$(pin torchvision)" || ! have mmengine "$(pin mmengine)" \
@@ -50,7 +65,7 @@ if ! mmcv_ok; then
   mkdir -p "$cache"
   wheel=$(ls "$cache"/mmcv-"$mmcv_v"-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
-    log "building mmcv $mmcv_v with ops from source (once; about 6 min on 2 cores)"
+    log "building mmcv $mmcv_v with ops from source (once; about 25 min on 2 cores)"
     work=$(mktemp -d)
     "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: --no-build-isolation \
       "mmcv==$mmcv_v" -d "$work"

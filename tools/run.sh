@@ -2,9 +2,22 @@
 # The two quick-start commands. Each installs whatever is missing first (tools/install.sh).
 #   bash tools/run.sh demo [demo args]   # distillation demo on scikit-learn's digits (real images)
 #   bash tools/run.sh test [pytest args] # the whole test suite
+# Stack (tools/install.sh): MMKD_STACK=newest (default) installs into $PYTHON (default python3);
+# MMKD_STACK=reference uses, and creates when missing, its own virtual environment
+# ($MMKD_VENV_DIR/reference, default ~/.cache/mmkd_plugins/venvs/reference) unless $PYTHON is set.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export MMKD_STACK=${MMKD_STACK:-newest}
+if [ "$MMKD_STACK" = reference ] && [ -z "${PYTHON:-}" ]; then
+  venv="${MMKD_VENV_DIR:-$HOME/.cache/mmkd_plugins/venvs}/reference"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "[run] creating the reference-stack virtual environment $venv" >&2
+    python3 -m venv "$venv"
+  fi
+  export PYTHON="$venv/bin/python"
+fi
 PY=${PYTHON:-python3}
+export PYTHON=$PY
 cd "$ROOT"
 case "${1:-}" in
   demo)
@@ -18,7 +31,7 @@ case "${1:-}" in
     exec "$PY" -m pytest tests -q -p no:cacheprovider --timeout=900 "$@"
     ;;
   *)
-    echo "usage: bash tools/run.sh demo|test [args]" >&2
+    echo "usage: [MMKD_STACK=newest|reference] bash tools/run.sh demo|test [args]" >&2
     exit 2
     ;;
 esac

@@ -5,8 +5,10 @@ save_best, EMAHook, the project's RNGStateHook), a resume is exact, a checkpoint
 would run code is refused (the code does not run) with an error that names the global and the
 opt-in, and each opt-in (env var, context, tools' --unsafe-load / config key) works.
 """
+import collections
 import json
 import os
+import re
 import os.path as osp
 import pickle
 import random
@@ -21,6 +23,7 @@ from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
 from mmkd_plugins.utils import (UNSAFE_ENV, UnsafeCheckpointError, checkpoint_safe_globals,
                                 load_local_checkpoint, unsafe_load, unsafe_load_enabled)
+from mmkd_plugins.utils import safe_load
 from tests.conftest import REPO
 from tests.test_utils._toy import MarkerPayload, ToyData
 
@@ -30,6 +33,18 @@ import mmkd_plugins.engine.hooks  # noqa: F401,E402  (RNGStateHook)
 @pytest.fixture(autouse=True)
 def no_unsafe_env(monkeypatch):
     monkeypatch.delenv(UNSAFE_ENV, raising=False)
+
+
+#: the mechanisms this torch has: torch >= 2.5 both (each tested), torch 2.1-2.4 the fallback only
+MECHANISMS = [m for m in safe_load.MECHANISMS
+              if m != 'native' or hasattr(torch.serialization, 'safe_globals')]
+
+
+@pytest.fixture(params=MECHANISMS)
+def mechanism(request, monkeypatch):
+    """Run the test under each loading mechanism this torch supports."""
+    monkeypatch.setattr(safe_load, 'MECHANISM', request.param)
+    return request.param
 
 
 def make_runner(work_dir, max_epochs, resume=False, seed=0):
@@ -65,11 +80,15 @@ def _allowlist_names():
 
 
 def test_allowlist_covers_exactly_what_mmengine_checkpoints_need(runner_ckpts):
+    torch_own = set(safe_load._torch_weights_only_globals())
     needed = set()
     for name in ('epoch_1.pth', 'epoch_2.pth', 'best_score_epoch_2.pth'):
         path = runner_ckpts / name
         if path.exists():
-            needed |= set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+            needed |= set(safe_load.checkpoint_globals(str(path))) - torch_own
+            if hasattr(torch.serialization, 'get_unsafe_globals_in_checkpoint'):  # torch >= 2.5
+                assert (set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+                        == set(safe_load.checkpoint_globals(str(path))) - torch_own)
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
     assert needed <= _allowlist_names(), needed - _allowlist_names()
     # torch's own weights-only load (no allowlist) refuses these files: the allowlist is needed
@@ -77,7 +96,7 @@ def test_allowlist_covers_exactly_what_mmengine_checkpoints_need(runner_ckpts):
         torch.load(runner_ckpts / 'epoch_2.pth', weights_only=True)
 
 
-def test_runner_checkpoint_loads_with_message_hub_and_rng_state(runner_ckpts):
+def test_runner_checkpoint_loads_with_message_hub_and_rng_state(runner_ckpts, mechanism):
     ckpt = _load_checkpoint(str(runner_ckpts / 'epoch_2.pth'), map_location='cpu')
     assert set(ckpt) >= {'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers',
                          'ema_state_dict'}
@@ -91,7 +110,7 @@ def test_runner_checkpoint_loads_with_message_hub_and_rng_state(runner_ckpts):
     assert not getattr(torch.load, '_mmkd_policy', False)
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tmp_path, mechanism):
     full, part = tmp_path / 'full', tmp_path / 'part'
     make_runner(full, 3).train()
     make_runner(part, 2).train()
@@ -110,7 +129,7 @@ def _malicious(tmp_path):
     return str(path), marker
 
 
-def test_code_in_checkpoint_is_refused_and_does_not_run(tmp_path):
+def test_code_in_checkpoint_is_refused_and_does_not_run(tmp_path, mechanism):
     path, marker = _malicious(tmp_path)
     for load in (lambda: CheckpointLoader.load_checkpoint(path, map_location='cpu'),
                  lambda: _load_checkpoint(path),
@@ -124,7 +143,7 @@ def test_code_in_checkpoint_is_refused_and_does_not_run(tmp_path):
     assert not getattr(torch.load, '_mmkd_policy', False)
 
 
-def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
+def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path, mechanism):
     class Sneaky:
         def __reduce__(self):
             return (getattr, (np.ndarray, 'tofile'))
@@ -135,14 +154,58 @@ def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
         CheckpointLoader.load_checkpoint(str(path))
 
 
-def test_allowlist_is_scoped_to_our_loads(runner_ckpts):
+def test_allowlist_is_scoped_to_our_loads(runner_ckpts, mechanism):
+    if not hasattr(torch.serialization, 'get_safe_globals'):  # torch < 2.5: no global allowlist
+        _load_checkpoint(str(runner_ckpts / 'epoch_1.pth'))
+        with pytest.raises(pickle.UnpicklingError):  # torch's own weights-only load is unchanged
+            torch.load(runner_ckpts / 'epoch_1.pth', weights_only=True)
+        return
     before = set(map(str, torch.serialization.get_safe_globals()))
     _load_checkpoint(str(runner_ckpts / 'epoch_1.pth'))
     assert set(map(str, torch.serialization.get_safe_globals())) == before
     assert not any('HistoryBuffer' in name for name in before)
 
 
-def test_opt_in_env_var_and_context(tmp_path, monkeypatch):
+@pytest.mark.parametrize('legacy', [False, True], ids=['zip', 'legacy'])
+def test_both_mechanisms_accept_and_refuse_the_same_files(tmp_path, legacy):
+    """Each mechanism this torch has gives equal objects for good files (zip and legacy format,
+    protocol-2 python-2 names, numpy bytes, every dtype) and refuses the same globals."""
+    hb = HistoryBuffer()
+    hb.update(1.5)
+    good = dict(state_dict={f'w_{d}': torch.ones(2, dtype=d) for d in
+                            (torch.float32, torch.float16, torch.bfloat16, torch.bool, torch.uint8)},
+                meta=dict(hb=hb, np_rng=np.random.get_state(), py_rng=random.getstate(),
+                          torch_rng=torch.get_rng_state(), dtype=torch.float16,
+                          device=torch.device('cpu'), scalar=np.float32(2.0),
+                          raw=b'\x00\xff', steps={1, 2}, size=torch.Size([3])))
+    bad = {'builtins.list, collections.defaultdict': dict(d=collections.defaultdict(list)),
+           'posix.system': dict(x=_SystemCall())}
+    save = dict(_use_new_zipfile_serialization=not legacy)
+    torch.save(good, tmp_path / 'good.pth', **save)
+    results = {}
+    for mech in MECHANISMS:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(safe_load, 'MECHANISM', mech)
+            out = load_local_checkpoint(str(tmp_path / 'good.pth'))
+            assert out['meta']['hb'].current() == 1.5 and out['meta']['raw'] == b'\x00\xff'
+            assert out['meta']['dtype'] is torch.float16 and out['meta']['size'] == (3,)
+            assert all(torch.equal(out['state_dict'][k], good['state_dict'][k])
+                       for k in good['state_dict'])
+            for name, payload in bad.items():
+                path = tmp_path / f'bad_{len(name)}.pth'
+                torch.save(payload, path, **save)
+                with pytest.raises(UnsafeCheckpointError, match=re.escape(f'`{name}`')):
+                    load_local_checkpoint(str(path))
+            results[mech] = out['meta']['np_rng'][1]
+    assert all(np.array_equal(v, results[MECHANISMS[0]]) for v in results.values())
+
+
+class _SystemCall:
+    def __reduce__(self):
+        return (os.system, ('echo should-not-run',))
+
+
+def test_opt_in_env_var_and_context(tmp_path, monkeypatch, mechanism):
     path, marker = _malicious(tmp_path)
     assert not unsafe_load_enabled()
     with unsafe_load():
@@ -197,8 +260,9 @@ print(json.dumps([result, os.path.exists(sys.argv[2])]))
 """
 
 
+@pytest.mark.parametrize('mech', MECHANISMS)
 @pytest.mark.parametrize('how', ['load_from', 'resume', 'good'])
-def test_plain_upstream_config_with_custom_imports_loads_safely(how, tmp_path):
+def test_plain_upstream_config_with_custom_imports_loads_safely(how, mech, tmp_path):
     """What upstream tools/train.py does (Config.fromfile -> Runner.from_cfg -> load_or_resume) with
     ``custom_imports=['mmkd_plugins']``: the package is imported before mmengine.runner, without
     torch, and the safe loader is installed when mmengine.runner.checkpoint is imported."""
@@ -223,7 +287,7 @@ def test_plain_upstream_config_with_custom_imports_loads_safely(how, tmp_path):
     cfg = tmp_path / 'plain_cfg.py'
     cfg.write_text('\n'.join(lines) + '\n')
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', UNSAFE_ENV)}
-    env.update(PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    env.update(PYTHONPATH=REPO, OMP_NUM_THREADS='1', MMKD_SAFE_LOAD_MECHANISM=mech)
     proc = subprocess.run([sys.executable, '-c', PLAIN_RUN, str(cfg), str(marker)], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
