@@ -14,9 +14,11 @@ top-1(baseline), and it is called beyond noise when mean(d) > 2 SE, SE = std(d) 
 
 Every run is deterministic: fixed seeds (weights, data order, MGD masks), no augmentation, one
 thread, ``torch.use_deterministic_algorithms(True)``, and the CPU kernels pinned to the AVX2 code
-paths (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``), meant to give the same numbers
-on any x86-64 machine with AVX2 and the pinned stack (checked: repeated runs on one machine agree
-exactly; other machines not checked). Runs go to ``--jobs`` worker processes (one
+paths (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``). Runs repeat exactly on one
+CPU model with one stack (checked: repeated runs on one AMD EPYC machine agree to the last digit);
+across CPU models they do not: an Intel machine gave other per-seed numbers than the AMD runs in
+the README (the four verdicts held); another torch version may differ too (not checked).
+Compare per-seed numbers only with runs on the same CPU model and stack. Runs go to ``--jobs`` worker processes (one
 thread each; the result does not depend on the number of workers). Everything runs through
 mmengine's Runner. The table and the verdicts go to ``<work-dir>/results.md``.
 

@@ -6,6 +6,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
+from ...utils.torch_compat import autocast_enabled
+
 
 def mgd_random_mask(feat: torch.Tensor, lambda_mgd: float, mask_type: str = 'spatial',
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -64,7 +66,7 @@ class MGDConnector(BaseModule):
         if feat.dim() != 4 or feat.shape[1] != self.student_channels:
             raise ValueError(f'MGDConnector expects a student feature (N, {self.student_channels}, H, W), '
                              f'got {tuple(feat.shape)}: check student_channels and the student tap')
-        if not torch.is_autocast_enabled(feat.device.type):
+        if not autocast_enabled(feat.device.type):
             # outside autocast the connector follows its parameters' dtype (fp32 weights vs fp16
             # features would otherwise crash inside conv)
             feat = feat.to(self.generation[0].weight.dtype)
