@@ -18,8 +18,8 @@ paths (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``). Runs repe
 CPU model with one stack (checked: repeated runs on one AMD EPYC machine agree to the last digit);
 across CPU models they do not: an Intel machine gave other per-seed numbers than the AMD runs in
 the README (the four verdicts held); another torch version may differ too (not checked).
-Compare per-seed numbers only with runs on the same CPU model and stack. Runs go to ``--jobs`` worker processes (one
-thread each; the result does not depend on the number of workers). Everything runs through
+Compare per-seed numbers only with runs on the same CPU model and stack. Runs go to ``--jobs``
+worker processes (one thread each; the result does not depend on the number of workers). Everything runs through
 mmengine's Runner. The table and the verdicts go to ``<work-dir>/results.md``.
 
     python tools/demo_digits.py [--seeds 0 1 ...] [--methods MGD ...] [--jobs 2] [--work-dir DIR]
