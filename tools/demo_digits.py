@@ -19,8 +19,8 @@ CPU model with one stack (checked: repeated runs on one AMD EPYC machine agree t
 across CPU models they do not: an Intel machine gave other per-seed numbers than the AMD runs in
 the README (the four verdicts held); another torch version may differ too (not checked).
 Compare per-seed numbers only with runs on the same CPU model and stack. Runs go to ``--jobs``
-worker processes (one thread each; the result does not depend on the number of workers). Everything runs through
-mmengine's Runner. The table and the verdicts go to ``<work-dir>/results.md``.
+worker processes (one thread each; the result does not depend on the number of workers).
+Everything runs through mmengine's Runner. The table and the verdicts go to ``<work-dir>/results.md``.
 
     python tools/demo_digits.py [--seeds 0 1 ...] [--methods MGD ...] [--jobs 2] [--work-dir DIR]
 """
