@@ -54,21 +54,17 @@ def _numpy_path(t: Tensor) -> bool:
     return USE_NUMPY_ON_CPU and t.device.type == 'cpu'
 
 
-def unpack_pm1(packed: Tensor, out: Optional[Tensor] = None) -> Tensor:
-    """(n, B) uint8 packed codes -> (n, 8B) float32 +-1 codes (bit 1 -> +1, MSB first); ``out`` may
-    be a (n, 8B) view of a larger float32 buffer."""
+def unpack01(packed: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """(n, B) uint8 packed codes -> (n, 8B) float32 0/1 bits (MSB first); ``out`` may be a (n, 8B)
+    view of a larger float32 buffer."""
     n, num_bytes = packed.shape
     if out is None:
         out = torch.empty(n, 8 * num_bytes, dtype=torch.float32, device=packed.device)
     if _numpy_path(packed):
-        arr = out.numpy()
-        np.copyto(arr, np.unpackbits(packed.contiguous().numpy(), axis=1), casting='unsafe')
-        arr *= 2.0
-        arr -= 1.0
+        np.copyto(out.numpy(), np.unpackbits(packed.contiguous().numpy(), axis=1), casting='unsafe')
     else:
         shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
         out.copy_(((packed.unsqueeze(-1) >> shifts) & 1).view(n, -1))
-        out.mul_(2.0).sub_(1.0)
     return out
 
 
@@ -80,16 +76,18 @@ def _small_int(max_value: int) -> torch.dtype:
 
 
 def _query_operand(codes: Tensor, num_bits: int, levels: int) -> Tensor:
-    """(q, B) packed queries -> (q, L + 1) rows [-b_q / 2, i * levels + L / 2] (b = +-1 codes).
+    """(q, B) packed queries -> (q, L + 1) rows [-b_q, i * levels + (L + sum(b_q)) / 2], with
+    b = 2u - 1 the +-1 codes of the 0/1 bits u.
 
-    Against a database row [b_x, 1] the GEMM gives i * levels + (L - <b_q, b_x>) / 2
-    = i * levels + d(q_i, x), the candidate key (row, distance), exact in float32.
+    Against a database row [u_x, 1] the GEMM gives i * levels + (L + sum(b_q)) / 2 - <b_q, u_x>
+    = i * levels + (L - <b_q, b_x>) / 2 = i * levels + d(q_i, x), the candidate key (row,
+    distance), exact in float32 (integers and halves below 2^23).
     """
     q = codes.shape[0]
     out = torch.empty(q, num_bits + 1, dtype=torch.float32, device=codes.device)
-    unpack_pm1(codes, out=out[:, :num_bits]).mul_(-0.5)
+    neg_b = unpack01(codes, out=out[:, :num_bits]).mul_(-2.0).add_(1.0)  # -b_q
     out[:, num_bits] = torch.arange(q, device=codes.device, dtype=torch.float32) * levels + \
-        num_bits / 2
+        (num_bits - neg_b.sum(dim=1)) * 0.5
     return out
 
 
@@ -248,7 +246,7 @@ class _Searcher:
         self.nb = max(1, min(self.num_db, (budget - self.qb * _CAND_BYTES * self.keep)
                              // (_PAIR_BYTES * self.qb)))
         self.cap = max(2 * self.qb * self.keep, budget // _CAND_BYTES)
-        self.db_aug = None  # [b_x, 1] rows of the whole database, when they fit the budget
+        self.db_aug = None  # [u_x, 1] rows of the whole database, when they fit the budget
         if self.num_db * (self.num_bits + 1) * 4 <= budget:
             self.db_aug = self._db_operand(slice(0, self.num_db))
         if self.keep < self.num_db:
@@ -259,11 +257,11 @@ class _Searcher:
         self.local = threading.local()
 
     def _db_operand(self, idx, out: Optional[Tensor] = None) -> Tensor:
-        """Database rows ``idx`` (a slice or an index tensor) -> (n, L + 1) [b_x, 1]."""
+        """Database rows ``idx`` (a slice or an index tensor) -> (n, L + 1) [u_x, 1]."""
         codes = self.db_codes[idx]
         if out is None:
             out = torch.empty(codes.shape[0], self.num_bits + 1, device=self.device)
-        unpack_pm1(codes, out=out[:, :self.num_bits])
+        unpack01(codes, out=out[:, :self.num_bits])
         out[:, self.num_bits] = 1.0
         return out
 
