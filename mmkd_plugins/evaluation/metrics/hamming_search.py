@@ -44,6 +44,7 @@ _PAIR_BYTES = 48
 # Bytes per buffered candidate (int16..64 key, int64 column) and its sort temporaries.
 _CAND_BYTES = 64
 _DEFAULT_QUERIES = 256
+_MIN_SAMPLE = 2048
 _MAX_SAMPLE = 8192
 # CPU tensors take numpy kernels for unpacking and extraction (several times faster than torch's CPU
 # kernels there); False runs the torch code path (the one CUDA tensors take) on CPU too.
@@ -250,7 +251,7 @@ class _Searcher:
         if self.num_db * (self.num_bits + 1) * 4 <= budget:
             self.db_aug = self._db_operand(slice(0, self.num_db))
         if self.keep < self.num_db:
-            m = min(self.num_db, max(2048, min(_MAX_SAMPLE, math.ceil(16 * self.num_db / self.keep))),
+            m = min(self.num_db, max(_MIN_SAMPLE, min(_MAX_SAMPLE, math.ceil(16 * self.num_db / self.keep))),
                     2**24 // self.levels)  # sample keys distance * m + position exact in float32
             self.sample_idx = torch.arange(m, device=self.device) * self.num_db // m
             self.sample_aug = self._db_operand(self.sample_idx)
