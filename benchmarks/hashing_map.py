@@ -8,8 +8,8 @@ plus the same AP@K computed with numpy from its ranking (chunks of 1000 queries)
 Floors: the GEMM distance pass alone (our tiles, no selection) and FAISS ``search(k=1)`` (its XOR +
 popcount scan with a trivial heap).
 
-Every (rows, threads, round) runs in a fresh process that times ours, FAISS and the floors one after
-the other (the order alternates between rounds); the fastest round of each is kept. ``--threads``
+Every (rows, threads) runs in a fresh process that times ours, FAISS and the floors one after the
+other, for a few rounds (the order alternates between rounds); the fastest round of each is kept. ``--threads``
 lists the thread counts (torch / BLAS / OpenMP / FAISS). Memory: peak resident memory added by each
 method (``/proc/self/clear_refs`` + ``VmHWM``; Linux only).
 
@@ -76,13 +76,13 @@ def _measure(fn):
     except OSError:
         pass
     base = _rss_kib('VmRSS')
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = fn()
-    seconds = time.perf_counter() - t0
-    return seconds, (_rss_kib('VmHWM') - base) / 1024, result
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return seconds, cpu, (_rss_kib('VmHWM') - base) / 1024, result
 
 
-def _worker(path, threads, topk, reverse, queue):
+def _worker(path, threads, topk, rounds, queue):
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
         os.environ[var] = str(threads)
     import faiss
@@ -107,9 +107,6 @@ def _worker(path, threads, topk, reverse, queue):
     def faiss_ap():
         _, ranking = index.search(qc, topk)
         return ap_from_ranking(ranking, q_lab, db_lab)
-
-    def faiss_search():
-        return index.search(qc, topk)[1]
 
     def faiss_scan():
         return index.search(qc, 1)[1]
@@ -139,24 +136,27 @@ def _worker(path, threads, topk, reverse, queue):
             for start in starts:
                 run(start)
 
-    methods = [('ours', ours), ('faiss', faiss_ap), ('faiss_search', faiss_search),
-               ('gemm_floor', gemm_floor), ('faiss_scan', faiss_scan)]
+    methods = [('ours', ours), ('faiss', faiss_ap), ('gemm_floor', gemm_floor),
+               ('faiss_scan', faiss_scan)]
     # warm-up (library initialisation, thread pools) on 50 queries
     hashing_retrieval_metrics(tq[:50], td, tql[:50], tdl, topk=topk, hamming_radius=None)
     index.search(qc[:50], topk)
-    res = {}
-    for name, fn in (methods[::-1] if reverse else methods):
-        seconds, mib, out = _measure(fn)
-        res[name] = dict(seconds=seconds, mib=mib)
-        if name in ('ours', 'faiss'):
-            res[name]['aps'] = out
-    queue.put(res)
+    runs = []
+    for r in range(rounds):  # the order alternates between rounds
+        res = {}
+        for name, fn in (methods[::-1] if r % 2 else methods):
+            seconds, cpu, mib, out = _measure(fn)
+            res[name] = dict(seconds=seconds, cpu=cpu, mib=mib)
+            if name in ('ours', 'faiss'):
+                res[name]['aps'] = out
+        runs.append(res)
+    queue.put(runs)
 
 
-def run_one(path, threads, topk, reverse):
+def run_one(path, threads, topk, rounds):
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(path, threads, topk, reverse, queue))
+    proc = ctx.Process(target=_worker, args=(path, threads, topk, rounds, queue))
     proc.start()
     out = queue.get()
     proc.join()
@@ -200,12 +200,13 @@ def main():
                      q_lab=q_lab, db_lab=db_lab)
             del q_bits, db_bits
             for threads in args.threads:
-                runs = [run_one(path, threads, args.topk, reverse=bool(r % 2))
-                        for r in range(args.rounds)]
+                runs = run_one(path, threads, args.topk, args.rounds)
                 best = {m: min(r[m]['seconds'] for r in runs) for m in runs[0]}
+                best_cpu = {m: min(r[m]['cpu'] for r in runs) for m in runs[0]}
                 mib = {m: max(r[m]['mib'] for r in runs) for m in runs[0]}
                 diff = max(float(np.abs(r['ours']['aps'] - r['faiss']['aps']).max()) for r in runs)
                 table.append(dict(nq=nq, ndb=ndb, bits=bits, threads=threads, best=best, mib=mib,
+                                  cpu=best_cpu,
                                   diff=diff, map=float(runs[0]['ours']['aps'].mean()),
                                   map_faiss=float(runs[0]['faiss']['aps'].mean())))
                 print(row, threads, {k: round(v, 3) for k, v in best.items()}, 'diff', diff,
@@ -229,25 +230,27 @@ def main():
         f'{torch.__version__}, numpy {np.__version__}, faiss-cpu {faiss.__version__}.',
         '',
         f'Data: codes correlated with {args.classes} random multi-label classes (`make_data`), '
-        f'mAP@{args.topk}. Every (row, threads, round) is one fresh process timing all methods one '
-        f'after the other (order reversed every other round); times are wall-clock seconds, the '
-        f'fastest of {args.rounds} rounds. "ours" = `hashing_retrieval_metrics(..., '
+        f'mAP@{args.topk}. Every (row, threads) is one fresh process timing all methods one '
+        f'after the other, {args.rounds} rounds (order reversed every other round); times are '
+        f'wall-clock seconds, the fastest round of each method; CPU seconds (process time, all '
+        f'threads) in brackets. "ours" = `hashing_retrieval_metrics(..., '
         f'hamming_radius=None)`; "FAISS" = `IndexBinaryFlat.search(k={args.topk})` + the same AP '
         f'in numpy. Ratio = ours / FAISS (<= 1: ours is as fast or faster). Floors: our GEMM '
         f'distance pass alone (same tiles, no selection) and FAISS `search(k=1)` (its XOR + '
         f'popcount scan). "max |AP diff|": largest per-query difference between ours and FAISS.',
         '',
-        '| queries x database, bits | threads | ours (s) | FAISS search + AP (s) | **ratio** | '
-        'FAISS search alone (s) | GEMM pass alone (s) | ours / GEMM pass | FAISS k=1 scan (s) | '
+        '| queries x database, bits | threads | ours (s) | FAISS search + AP (s) | **ratio** '
+        '(CPU-time ratio) | GEMM pass alone (s) | ours / GEMM pass | FAISS k=1 scan (s) | '
         'mAP | max abs AP diff | extra peak MiB ours / FAISS |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for t in table:
-        b = t['best']
+        b, c = t['best'], t['cpu']
         lines.append(
-            f'| {t["nq"]} x {t["ndb"]}, {t["bits"]} | {t["threads"]} | {b["ours"]:.2f} | '
-            f'{b["faiss"]:.2f} | **{b["ours"] / b["faiss"]:.2f}** | {b["faiss_search"]:.2f} | '
-            f'{b["gemm_floor"]:.2f} | {b["ours"] / b["gemm_floor"]:.2f} | {b["faiss_scan"]:.2f} | '
+            f'| {t["nq"]} x {t["ndb"]}, {t["bits"]} | {t["threads"]} | {b["ours"]:.2f} '
+            f'({c["ours"]:.2f}) | {b["faiss"]:.2f} ({c["faiss"]:.2f}) | **{b["ours"] / b["faiss"]:.2f}** '
+            f'({c["ours"] / c["faiss"]:.2f}) | {b["gemm_floor"]:.2f} | '
+            f'{b["ours"] / b["gemm_floor"]:.2f} | {b["faiss_scan"]:.2f} | '
             f'{t["map"]:.4f} | {t["diff"]:.1e} | {t["mib"]["ours"]:.0f} / {t["mib"]["faiss"]:.0f} |')
     lines += [
         '',

@@ -1,21 +1,24 @@
 """Exact k-nearest-neighbour search in Hamming space, ties broken by database index.
 
-Codes are packed uint8 (``numpy.packbits`` order, 8 bits a byte); with L = 8 x bytes bits, a code is
-the +-1 vector b (bit 1 -> +1, bit 0 -> -1) and, for a query q and a database item x,
+Codes are packed uint8 (``numpy.packbits`` order, 8 bits a byte); with L = 8 x bytes bits, u the 0/1
+bits and b = 2u - 1 the +-1 code, for a query q and a database item x
 
-    s(q, x) = <b_q, b_x>  (a float32 GEMM),      d(q, x) = (L - s(q, x)) / 2  (Hamming distance).
+    d(q, x) = (L - <b_q, b_x>) / 2 = (L + sum(b_q)) / 2 - <b_q, u_x>      (Hamming distance),
 
-Every partial sum of s is an integer of magnitude <= L, so s is exact in float32 for L <= 2^24. Padding
-bits of :func:`pack_bits` codes are 0 in every code and add 0 to d.
+one float32 GEMM of the query rows [-b_q, i * (L + 1) + (L + sum(b_q)) / 2] with the database rows
+[u_x, 1] gives the key i * (L + 1) + d(q_i, x) (query row i of the block, distance) directly. Every
+partial sum is an integer or a half of magnitude below 2^23, so the keys are exact in float32.
+Padding bits of :func:`pack_bits` codes are 0 in every code and add 0 to d.
 
 Ranking (the project's tie rule): by distance, then by database index. The k nearest of a query are
 found without a general top-k over the database (counting selection):
 
-1. threshold: the distances to an evenly spaced sample of m database items give the level t with
-   about ``k m / N`` (plus a margin) sample items at distance <= t; all items at distance <= t are
-   the candidates (expected 1.5-3 k of them). When ``k >= N`` every item is a candidate.
-2. one pass over the database in tiles: GEMM, compare with ``L - 2t`` (one threshold per query) and
-   keep the flat indices of the candidates; tiles are visited in index order.
+1. threshold: the distances to an evenly spaced sample of m database items give, per query, the
+   kk-th sample item by (distance, index), (d_s, i_s), kk = k m / N plus three standard deviations;
+   the candidates are the items with (distance, index) <= (d_s, i_s) (about 1.8 k of them for
+   k = 1000 of 1e5 items). When k >= N every item is a candidate.
+2. one pass over the database in tiles: GEMM, compare the keys with the per-query limit and keep
+   the flat indices of the candidates (numpy ``flatnonzero`` on CPU); tiles in index order.
 3. a stable counting sort of the candidates by (query, distance) - stable, so database order within
    a distance - keeps the first k of every query. When the buffered candidates exceed the memory
    budget the same sort runs early, and a query with k candidates then only accepts distances below
@@ -24,9 +27,10 @@ found without a general top-k over the database (counting selection):
    with every item as candidate; the result is therefore exact whatever the sample says.
 
 Memory: one (queries x tile) float32 block, its mask and candidate indices, the candidate buffer
-(bounded by ``max_chunk_bytes``) and the +-1 database (cached when it fits ``max_chunk_bytes``,
-else unpacked tile by tile). Works on CPU and CUDA tensors (the tile compare + extraction runs in
-numpy on CPU, where it is several times faster than the torch kernels, and in torch elsewhere).
+(bounded by ``max_chunk_bytes``) and the 0/1 float32 database operand (cached when it fits
+``max_chunk_bytes``, else unpacked tile by tile). Works on CPU and CUDA tensors (on CPU the unpacking
+and the tile compare + extraction run in numpy, several times faster than torch's CPU kernels there,
+and the query blocks run in parallel threads; elsewhere everything is torch).
 """
 import math
 import threading

@@ -1,9 +1,13 @@
 """Hamming-ranking retrieval metrics for deep hashing: mAP@K, precision@K, P/R within a Hamming radius.
 
 Codes are stored packed, 8 bits a byte, most significant bit first (``numpy.packbits`` order); bit 1
-stands for +1 and bit 0 for -1. Hamming distances are XOR + popcount on 64-bit words, computed for a
-chunk of queries against the whole database at a time, so memory stays bounded
-(``max_chunk_bytes``) for any number of queries and database size.
+stands for +1 and bit 0 for -1. The ranking is exact and comes from
+:mod:`~mmkd_plugins.evaluation.metrics.hamming_search`: Hamming distances from a float32 GEMM of the
++-1 codes, d = (L - <b_q, b_x>) / 2, and a counting selection of the top K (a threshold distance from a
+database sample, one pass keeping only the items at or below it, a stable counting sort of those),
+in blocks of queries and database tiles, so memory stays bounded (``max_chunk_bytes``) for any number
+of queries and database size. On CPU the blocks run in ``torch.get_num_threads()`` threads.
+``popcount64`` / ``hamming_distance`` (XOR + popcount on 64-bit words) remain as helpers.
 
 Definitions (per query q; the database is ranked by Hamming distance, ties broken by database
 index, i.e. a stable sort; ``rel_j`` = the j-th ranked item shares at least one label with q):
