@@ -76,6 +76,11 @@ def test_metrics_match_brute_force(seed, bits, topk):
     # 6 bits -> many ties (stable order matters); 70 bits -> two 64-bit words; topk 40 > database
     q, db, ql, dbl = _random_case(seed, 23, 31, bits, 5)
     ql[0] = False  # a query with no label: relevant to nothing -> counts 0
+    _assert_metrics_match_brute_force(q, db, ql, dbl, topk)
+
+
+def _assert_metrics_match_brute_force(q, db, ql, dbl, topk):
+    """Every metric (radius 2) equal to :func:`_brute_force`; query 0 has no label (AP = R = 0)."""
     got = hashing_retrieval_metrics(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
                                     torch.from_numpy(ql), torch.from_numpy(dbl), topk=topk,
                                     hamming_radius=2, chunk_size=4)
@@ -85,7 +90,7 @@ def test_metrics_match_brute_force(seed, bits, topk):
         np.testing.assert_allclose(got[f'P@{k}'].numpy(), ref[f'P@{k}'], atol=1e-12)
     np.testing.assert_allclose(got['P_2'].numpy(), ref['P_r'], atol=1e-12)
     np.testing.assert_allclose(got['R_2'].numpy(), ref['R_r'], atol=1e-12)
-    assert got[f'AP@{topk[0]}'][0] == 0.0
+    assert float(got[f'AP@{topk[0]}'][0]) == 0.0 and float(got['R_2'][0]) == 0.0
 
 
 def test_chunking_does_not_change_results():
@@ -275,17 +280,7 @@ def test_metrics_ties_heavy_match_brute_force(cpu_path, bits, topk):
     try:
         for threads in (1, 2):  # 2: blocks searched in parallel threads (CPU)
             torch.set_num_threads(threads)
-            got = hashing_retrieval_metrics(pack_bits(torch.from_numpy(q)),
-                                            pack_bits(torch.from_numpy(db)), torch.from_numpy(ql),
-                                            torch.from_numpy(dbl), topk=topk, hamming_radius=2,
-                                            chunk_size=4)
-            ref = _brute_force(q, db, ql, dbl, topk, 2)
-            for k in topk:
-                np.testing.assert_allclose(got[f'AP@{k}'].numpy(), ref[f'AP@{k}'], atol=1e-12)
-                np.testing.assert_allclose(got[f'P@{k}'].numpy(), ref[f'P@{k}'], atol=1e-12)
-            np.testing.assert_allclose(got['P_2'].numpy(), ref['P_r'], atol=1e-12)
-            np.testing.assert_allclose(got['R_2'].numpy(), ref['R_r'], atol=1e-12)
-            assert float(got[f'AP@{topk[0]}'][0]) == 0.0 and float(got['R_2'][0]) == 0.0
+            _assert_metrics_match_brute_force(q, db, ql, dbl, topk)
     finally:
         torch.set_num_threads(old_threads)
 
