@@ -220,7 +220,7 @@ def main():
         '',
         f'Command: `python benchmarks/hashing_map.py --rows {" ".join(args.rows)} --topk {args.topk} '
         f'--threads {" ".join(map(str, args.threads))} --rounds {args.rounds}`'
-        + (f' (run under `nice -n 10`)' if os.nice(0) > 0 else ''),
+        + (f' (run under `nice -n {os.nice(0)}`)' if os.nice(0) > 0 else ''),
         '',
         f'Machine: {cpu_model()}, {os.cpu_count()} cores, CPU only (no GPU: the CUDA path of '
         f'`hamming_search.py` is not measured). {args.note} Load average (1/5/15 min) '
@@ -254,8 +254,8 @@ def main():
             f'{t["map"]:.4f} | {t["diff"]:.1e} | {t["mib"]["ours"]:.0f} / {t["mib"]["faiss"]:.0f} |')
     lines += [
         '',
-        'Memory: ours keeps the +-1 database in float32 when it fits `max_chunk_bytes` (32 MiB: '
-        'e.g. 1e5 x 64 bits) and otherwise unpacks it tile by tile; the other temporaries are '
+        'Memory: ours keeps the 0/1 database operand in float32 when it fits `max_chunk_bytes` '
+        '(32 MiB: e.g. 1e5 x 64 bits) and otherwise unpacks it tile by tile; the other temporaries are '
         'bounded by `max_chunk_bytes` per thread whatever the number of queries. FAISS returns '
         f'(queries x {args.topk}) distances and labels (12 bytes a pair), so its memory grows '
         'with the number of queries.',
