@@ -76,6 +76,11 @@ def test_metrics_match_brute_force(seed, bits, topk):
     # 6 bits -> many ties (stable order matters); 70 bits -> two 64-bit words; topk 40 > database
     q, db, ql, dbl = _random_case(seed, 23, 31, bits, 5)
     ql[0] = False  # a query with no label: relevant to nothing -> counts 0
+    _assert_metrics_match_brute_force(q, db, ql, dbl, topk)
+
+
+def _assert_metrics_match_brute_force(q, db, ql, dbl, topk):
+    """Every metric (radius 2) equal to :func:`_brute_force`; query 0 has no label (AP = R = 0)."""
     got = hashing_retrieval_metrics(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
                                     torch.from_numpy(ql), torch.from_numpy(dbl), topk=topk,
                                     hamming_radius=2, chunk_size=4)
@@ -85,7 +90,7 @@ def test_metrics_match_brute_force(seed, bits, topk):
         np.testing.assert_allclose(got[f'P@{k}'].numpy(), ref[f'P@{k}'], atol=1e-12)
     np.testing.assert_allclose(got['P_2'].numpy(), ref['P_r'], atol=1e-12)
     np.testing.assert_allclose(got['R_2'].numpy(), ref['R_r'], atol=1e-12)
-    assert got[f'AP@{topk[0]}'][0] == 0.0
+    assert float(got[f'AP@{topk[0]}'][0]) == 0.0 and float(got['R_2'][0]) == 0.0
 
 
 def test_chunking_does_not_change_results():
@@ -191,3 +196,137 @@ def test_metric_class_errors():
         metric.compute_metrics(metric.results)
     with pytest.raises(ValueError, match='topk'):
         HashingMAP(topk=[])
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact search (hamming_search.py): equality with a brute-force ranking on ties-heavy data
+
+
+def _ties_heavy_case(seed, nq, ndb, bits, classes=3, pool=6):
+    """Codes drawn from a small pool (many exact duplicates, few distinct distances)."""
+    rng = np.random.default_rng(seed)
+    pool_bits = rng.random((pool, bits)) < 0.5
+    q_bits = pool_bits[rng.integers(0, pool, nq)]
+    db_bits = pool_bits[rng.integers(0, pool, ndb)]
+    q_lab = rng.random((nq, classes)) < 0.4
+    db_lab = rng.random((ndb, classes)) < 0.4
+    q_lab[0] = False  # relevant to nothing
+    return q_bits, db_bits, q_lab, db_lab
+
+
+def _brute_knn(q_bits, db_bits, k):
+    """Full distance matrix + stable argsort: ranking by (distance, database index)."""
+    dist = (q_bits[:, None, :] != db_bits[None, :, :]).sum(-1)
+    order = np.argsort(dist, axis=1, kind='stable')[:, :min(k, db_bits.shape[0])]
+    return np.take_along_axis(dist, order, axis=1), order
+
+
+@pytest.fixture(params=['numpy', 'torch'])
+def cpu_path(request, monkeypatch):
+    """Both CPU code paths: numpy kernels (default on CPU) and the torch one CUDA tensors take."""
+    from mmkd_plugins.evaluation.metrics import hamming_search
+    monkeypatch.setattr(hamming_search, 'USE_NUMPY_ON_CPU', request.param == 'numpy')
+    return request.param
+
+
+@pytest.mark.parametrize('bits,k', [(4, 1), (4, 37), (8, 120), (8, 300), (8, 1000), (70, 9)])
+def test_knn_matches_brute_force_ties(cpu_path, bits, k):
+    from mmkd_plugins.evaluation.metrics.hamming_search import hamming_knn
+    q, db, _, _ = _ties_heavy_case(bits + k, 23, 300, bits)
+    ref_d, ref_i = _brute_knn(q, db, k)
+    for kwargs in (dict(), dict(chunk_size=5, max_chunk_bytes=20000)):
+        d, i = hamming_knn(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)), k, **kwargs)
+        np.testing.assert_array_equal(d.numpy(), ref_d, err_msg=str(kwargs))
+        np.testing.assert_array_equal(i.numpy(), ref_i, err_msg=str(kwargs))
+
+
+@pytest.mark.parametrize('order', ['random', 'sample_close'])
+def test_knn_sample_threshold_and_fallback(cpu_path, monkeypatch, order):
+    """A sample smaller than the database (approximate limit) must still give the exact ranking,
+    also when the sampled items are the nearest ones (the limit is then too tight -> re-search)."""
+    from mmkd_plugins.evaluation.metrics import hamming_search
+    monkeypatch.setattr(hamming_search, '_MIN_SAMPLE', 16)
+    monkeypatch.setattr(hamming_search, '_MAX_SAMPLE', 16)
+    rng = np.random.default_rng(7)
+    ndb, bits, k = 400, 16, 30
+    q = rng.random((9, bits)) < 0.5
+    db = rng.random((ndb, bits)) < 0.5
+    if order == 'sample_close':
+        sample_idx = np.arange(16) * ndb // 16
+        db[sample_idx] = q[0]  # distance 0 to query 0: its sample limit holds only 16 items
+        # 100 more at distance 0, after the sample's limit index (the 7th sampled item, 150)
+        db[np.setdiff1d(np.arange(ndb), sample_idx)[-100:]] = q[0]
+    ref_d, ref_i = _brute_knn(q, db, k)
+    calls = []
+    search = hamming_search._Searcher.search
+
+    def counting_search(self, q_codes, lex, radius):
+        calls.append(lex is None)
+        return search(self, q_codes, lex, radius)
+
+    monkeypatch.setattr(hamming_search._Searcher, 'search', counting_search)
+    d, i = hamming_search.hamming_knn(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
+                                      k, chunk_size=4, max_chunk_bytes=20000)  # 64-item tiles
+    np.testing.assert_array_equal(d.numpy(), ref_d)
+    np.testing.assert_array_equal(i.numpy(), ref_i)
+    assert (True in calls) == (order == 'sample_close')  # the re-search ran only when needed
+
+
+@pytest.mark.parametrize('bits,topk', [(4, (1, 40, 150)), (8, (2, 250, 400))])
+def test_metrics_ties_heavy_match_brute_force(cpu_path, bits, topk):
+    # duplicates -> ties at every distance; K between tie groups, K > database size (250 items)
+    q, db, ql, dbl = _ties_heavy_case(bits, 12, 250, bits)
+    old_threads = torch.get_num_threads()
+    try:
+        for threads in (1, 2):  # 2: blocks searched in parallel threads (CPU)
+            torch.set_num_threads(threads)
+            _assert_metrics_match_brute_force(q, db, ql, dbl, topk)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def test_radius_beyond_topk_limit():
+    # radius 3 while the top-2 are at distance 0: the radius counts need items the top-K drops
+    q, db, ql, dbl = _ties_heavy_case(11, 8, 120, 8, pool=4)
+    got = hashing_retrieval_metrics(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
+                                    torch.from_numpy(ql), torch.from_numpy(dbl), topk=2,
+                                    hamming_radius=3, chunk_size=3, max_chunk_bytes=4000)
+    ref = _brute_force(q, db, ql, dbl, (2,), 3)
+    np.testing.assert_allclose(got['P_3'].numpy(), ref['P_r'], atol=1e-12)
+    np.testing.assert_allclose(got['R_3'].numpy(), ref['R_r'], atol=1e-12)
+    np.testing.assert_allclose(got['AP@2'].numpy(), ref['AP@2'], atol=1e-12)
+    with pytest.raises(ValueError, match='hamming_radius'):
+        hashing_retrieval_metrics(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
+                                  torch.from_numpy(ql), torch.from_numpy(dbl), hamming_radius=-1)
+
+
+@pytest.mark.parametrize('bits', [8, 32, 64])
+def test_knn_equals_faiss(bits):
+    """FAISS IndexBinaryFlat ranks by (distance, index) too: identical results (skipped without
+    faiss; ``pip install -r requirements/benchmarks.txt``)."""
+    faiss = pytest.importorskip('faiss')
+    from mmkd_plugins.evaluation.metrics.hamming_search import hamming_knn
+    q, db, _, _ = _ties_heavy_case(bits, 31, 1000, bits, pool=40)
+    qc, dc = np.packbits(q, axis=1), np.packbits(db, axis=1)
+    index = faiss.IndexBinaryFlat(bits)
+    index.add(dc)
+    ref_d, ref_i = index.search(qc, 200)
+    d, i = hamming_knn(torch.from_numpy(qc), torch.from_numpy(dc), 200)
+    np.testing.assert_array_equal(d.numpy(), ref_d)
+    np.testing.assert_array_equal(i.numpy(), ref_i)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_knn_cuda_matches_cpu():
+    from mmkd_plugins.evaluation.metrics.hamming_search import hamming_knn
+    q, db, ql, dbl = _ties_heavy_case(3, 50, 5000, 32, pool=200)
+    args = [pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db))]
+    d, i = hamming_knn(*args, 100)
+    d2, i2 = hamming_knn(*[a.cuda() for a in args], 100)
+    assert torch.equal(d, d2.cpu()) and torch.equal(i, i2.cpu())
+    labels = [torch.from_numpy(ql), torch.from_numpy(dbl)]
+    cpu = hashing_retrieval_metrics(*args, *labels, topk=100)
+    gpu = hashing_retrieval_metrics(*[a.cuda() for a in args], *[t.cuda() for t in labels], topk=100)
+    for key in cpu:
+        assert torch.allclose(cpu[key], gpu[key].cpu(), atol=1e-12), key

@@ -1,9 +1,13 @@
 """Hamming-ranking retrieval metrics for deep hashing: mAP@K, precision@K, P/R within a Hamming radius.
 
 Codes are stored packed, 8 bits a byte, most significant bit first (``numpy.packbits`` order); bit 1
-stands for +1 and bit 0 for -1. Hamming distances are XOR + popcount on 64-bit words, computed for a
-chunk of queries against the whole database at a time, so memory stays bounded
-(``max_chunk_bytes``) for any number of queries and database size.
+stands for +1 and bit 0 for -1. The ranking is exact and comes from
+:mod:`~mmkd_plugins.evaluation.metrics.hamming_search`: Hamming distances from a float32 GEMM of the
++-1 codes, d = (L - <b_q, b_x>) / 2, and a counting selection of the top K (a threshold distance from a
+database sample, one pass keeping only the items at or below it, a stable counting sort of those),
+in blocks of queries and database tiles, so memory stays bounded (``max_chunk_bytes``) for any number
+of queries and database size. On CPU the blocks run in ``torch.get_num_threads()`` threads.
+``popcount64`` / ``hamming_distance`` (XOR + popcount on 64-bit words) remain as helpers.
 
 Definitions (per query q; the database is ranked by Hamming distance, ties broken by database
 index, i.e. a stable sort; ``rel_j`` = the j-th ranked item shares at least one label with q):
@@ -24,6 +28,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
 from torch import Tensor
+
+from .hamming_search import hamming_knn_blocks
 
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
@@ -104,6 +110,16 @@ def _shares_label(query_words: Tensor, db_words: Tensor) -> Tensor:
     return ((query_words & db_words) != 0).any(dim=-1)
 
 
+def _relevant_counts(q_labels: Tensor, patterns: Tensor, pattern_counts: Tensor, tile: int) -> Tensor:
+    """(q, C) float32 labels x (U, C) distinct database label rows (``pattern_counts`` items each)
+    -> (q,) float64 number of database items sharing a label with each query (an exact GEMM)."""
+    total = torch.zeros(q_labels.shape[0], dtype=torch.float64, device=q_labels.device)
+    for s in range(0, patterns.shape[0], tile):
+        shared = torch.mm(q_labels, patterns[s:s + tile].t()) > 0  # (q, u)
+        total += (shared.to(torch.float64) * pattern_counts[s:s + tile]).sum(dim=1)
+    return total
+
+
 def hashing_retrieval_metrics(query_codes: Tensor,
                               db_codes: Tensor,
                               query_labels: Tensor,
@@ -114,6 +130,9 @@ def hashing_retrieval_metrics(query_codes: Tensor,
                               max_chunk_bytes: int = 32 * 2**20) -> Dict[str, Tensor]:
     """Per-query Hamming-ranking retrieval metrics (see the module docstring for the definitions).
 
+    The ranking is :func:`~mmkd_plugins.evaluation.metrics.hamming_search.hamming_knn_blocks`
+    (exact; Hamming distances from a float32 GEMM of +-1 codes, counting selection of the top R).
+
     Args:
         query_codes: (Q, B) uint8 packed codes (:func:`pack_bits`).
         db_codes: (N, B) uint8 packed codes.
@@ -121,9 +140,8 @@ def hashing_retrieval_metrics(query_codes: Tensor,
         db_labels: (N, C) multi-hot labels.
         topk: K, or several.
         hamming_radius: r for precision/recall within radius r; None skips them.
-        chunk_size: queries per chunk; None derives it from ``max_chunk_bytes``.
-        max_chunk_bytes: approximate memory of one chunk's temporaries (32 MiB: about 8 queries
-            against 1e5 items; larger chunks are slower, as they fall out of the CPU caches).
+        chunk_size: queries per chunk; None derives it from ``max_chunk_bytes`` (at most 256).
+        max_chunk_bytes: approximate memory of one chunk's temporaries (32 MiB by default).
 
     Returns:
         dict of (Q,) float64 tensors: ``AP@K`` and ``P@K`` for every K, ``P_r`` and ``R_r``
@@ -132,6 +150,8 @@ def hashing_retrieval_metrics(query_codes: Tensor,
     topks = [topk] if isinstance(topk, int) else list(topk)
     if not topks or any(int(k) < 1 for k in topks):
         raise ValueError(f'hashing metrics: topk must be positive integers, got {topk}')
+    if hamming_radius is not None and int(hamming_radius) < 0:
+        raise ValueError(f'hashing metrics: hamming_radius must be >= 0 or None, got {hamming_radius}')
     for name, t in (('query_codes', query_codes), ('db_codes', db_codes)):
         if t.dtype != torch.uint8 or t.dim() != 2:
             raise ValueError(f'hashing metrics: {name} must be packed uint8 codes of shape (n, bytes), '
@@ -151,33 +171,25 @@ def hashing_retrieval_metrics(query_codes: Tensor,
         raise ValueError('hashing metrics: the database is empty')
 
     device = db_codes.device
-    q_words, db_words = _to_words(query_codes.to(device)), _to_words(db_codes)
+    query_codes = query_codes.to(device)
     ql_words = _to_words(pack_bits(query_labels.bool().to(device)))
     dbl_words = _to_words(pack_bits(db_labels.bool().to(device)))
     max_r = min(max(topks), num_db)
-    idx_base = torch.arange(num_db, dtype=torch.int64, device=device)
     ranks = torch.arange(1, max_r + 1, dtype=torch.float64, device=device)
 
-    if chunk_size is None:
-        # int64 temporaries of one query row: distances, keys, two popcount buffers, the radius
-        # relevance (label words); small chunks keep them cache-resident, which is the fast regime.
-        per_query = 8 * num_db * (4 + dbl_words.shape[1]) + 8 * max_r * (4 + dbl_words.shape[1])
-        chunk_size = max(1, int(max_chunk_bytes // per_query))
-
-    # Results are written into preallocated arrays: keeping per-chunk result tensors alive between
-    # the large per-chunk temporaries fragments the C heap and makes the resident memory grow.
     keys_out = [f'{m}@{k}' for k in topks for m in ('AP', 'P')]
     if hamming_radius is not None:
         keys_out += [f'P_{hamming_radius}', f'R_{hamming_radius}']
+        patterns, pattern_counts = torch.unique(db_labels.bool().to(device), dim=0, return_counts=True)
+        patterns = patterns.float()
+        pattern_counts = pattern_counts.to(torch.float64)
+        q_labels_f = query_labels.bool().to(device).float()
+        pattern_tile = max(1, int(max_chunk_bytes) // (16 * max(1, min(num_q, 256))))
     out = {key: torch.zeros(num_q, dtype=torch.float64, device=device) for key in keys_out}
-    for start in range(0, num_q, chunk_size):
-        end = min(start + chunk_size, num_q)
-        dist = hamming_distance(q_words[start:end], db_words)  # (q, N)
-        # Stable ranking: distance first, database index second (keys are unique).
-        keys = dist * num_db + idx_base
-        top_idx = keys.topk(max_r, dim=1, largest=False, sorted=True).indices  # (q, R)
-        del keys
-        rel = _shares_label(ql_words[start:end, None], dbl_words[top_idx])  # (q, R)
+    for block in hamming_knn_blocks(query_codes, db_codes, max_r, radius=hamming_radius,
+                                    chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes):
+        start, end = block.start, block.end
+        rel = _shares_label(ql_words[start:end, None], dbl_words[block.indices])  # (q, R)
         rel_f = rel.to(torch.float64)
         hits = rel_f.cumsum(dim=1)
         prec_at_j = hits / ranks
@@ -188,11 +200,12 @@ def hashing_retrieval_metrics(query_codes: Tensor,
             out[f'AP@{k}'][start:end] = torch.where(n_rel > 0, ap, torch.zeros_like(ap))
             out[f'P@{k}'][start:end] = n_rel / r
         if hamming_radius is not None:
-            within = dist <= hamming_radius
-            rel_all = _shares_label(ql_words[start:end, None], dbl_words[None])  # (q, N)
-            n_ret = within.sum(dim=1).to(torch.float64)
-            n_rel_ret = (within & rel_all).sum(dim=1).to(torch.float64)
-            n_rel_all = rel_all.sum(dim=1).to(torch.float64)
+            q = end - start
+            rr, rc = block.radius_rows, block.radius_cols
+            rel_pairs = _shares_label(ql_words[start + rr], dbl_words[rc])
+            n_ret = torch.bincount(rr, minlength=q).to(torch.float64)
+            n_rel_ret = torch.bincount(rr[rel_pairs], minlength=q).to(torch.float64)
+            n_rel_all = _relevant_counts(q_labels_f[start:end], patterns, pattern_counts, pattern_tile)
             out[f'P_{hamming_radius}'][start:end] = torch.where(
                 n_ret > 0, n_rel_ret / n_ret.clamp(min=1), torch.zeros_like(n_ret))
             out[f'R_{hamming_radius}'][start:end] = torch.where(

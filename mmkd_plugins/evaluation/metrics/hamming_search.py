@@ -1,0 +1,404 @@
+"""Exact k-nearest-neighbour search in Hamming space, ties broken by database index.
+
+Codes are packed uint8 (``numpy.packbits`` order, 8 bits a byte); with L = 8 x bytes bits, u the 0/1
+bits and b = 2u - 1 the +-1 code, for a query q and a database item x
+
+    d(q, x) = (L - <b_q, b_x>) / 2 = (L + sum(b_q)) / 2 - <b_q, u_x>      (Hamming distance),
+
+one float32 GEMM of the query rows [-b_q, i * (L + 1) + (L + sum(b_q)) / 2] with the database rows
+[u_x, 1] gives the key i * (L + 1) + d(q_i, x) (query row i of the block, distance) directly. Every
+partial sum is an integer or a half of magnitude below 2^23, so the keys are exact in float32.
+Padding bits of :func:`pack_bits` codes are 0 in every code and add 0 to d.
+
+Ranking (the project's tie rule): by distance, then by database index. The k nearest of a query are
+found without a general top-k over the database (counting selection):
+
+1. threshold: the distances to an evenly spaced sample of m database items give, per query, the
+   kk-th sample item by (distance, index), (d_s, i_s), kk = k m / N plus three standard deviations;
+   the candidates are the items with (distance, index) <= (d_s, i_s) (about 1.8 k of them for
+   k = 1000 of 1e5 items). When k >= N every item is a candidate.
+2. one pass over the database in tiles: GEMM, compare the keys with the per-query limit and keep
+   the flat indices of the candidates (numpy ``flatnonzero`` on CPU); tiles in index order.
+3. a stable counting sort of the candidates by (query, distance) - stable, so database order within
+   a distance - keeps the first k of every query. When the buffered candidates exceed the memory
+   budget the same sort runs early, and a query with k candidates then only accepts distances below
+   its k-th (later items have larger indices, so they lose every tie).
+4. a query with fewer than min(k, N) candidates (the sample was unrepresentative) is searched again
+   with every item as candidate; the result is therefore exact whatever the sample says.
+
+Memory: one (queries x tile) float32 block, its mask and candidate indices, the candidate buffer
+(bounded by ``max_chunk_bytes``) and the 0/1 float32 database operand (cached when it fits
+``max_chunk_bytes``, else unpacked tile by tile). Works on CPU and CUDA tensors (on CPU the unpacking
+and the tile compare + extraction run in numpy, several times faster than torch's CPU kernels there,
+and the query blocks run in parallel threads; elsewhere everything is torch).
+"""
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Worst-case bytes per (query, item) pair of a tile: float32 GEMM output, bool mask, and the int64
+# flat index / column, float32 key and int16 key of an extracted candidate (when every item is one).
+_PAIR_BYTES = 48
+# Bytes per buffered candidate (int16..64 key, int64 column) and its sort temporaries.
+_CAND_BYTES = 64
+_DEFAULT_QUERIES = 256
+_MIN_SAMPLE = 2048
+_MAX_SAMPLE = 8192
+# CPU tensors take numpy kernels for unpacking and extraction (several times faster than torch's CPU
+# kernels there); False runs the torch code path (the one CUDA tensors take) on CPU too.
+USE_NUMPY_ON_CPU = True
+
+
+def _numpy_path(t: Tensor) -> bool:
+    return USE_NUMPY_ON_CPU and t.device.type == 'cpu'
+
+
+def unpack01(packed: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """(n, B) uint8 packed codes -> (n, 8B) float32 0/1 bits (MSB first); ``out`` may be a (n, 8B)
+    view of a larger float32 buffer."""
+    n, num_bytes = packed.shape
+    if out is None:
+        out = torch.empty(n, 8 * num_bytes, dtype=torch.float32, device=packed.device)
+    if _numpy_path(packed):
+        np.copyto(out.numpy(), np.unpackbits(packed.contiguous().numpy(), axis=1), casting='unsafe')
+    else:
+        shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
+        out.copy_(((packed.unsqueeze(-1) >> shifts) & 1).view(n, -1))
+    return out
+
+
+def _small_int(max_value: int) -> torch.dtype:
+    """The smallest signed integer dtype holding 0..max_value (stable sorts of small keys are faster)."""
+    if max_value < 2**15:
+        return torch.int16
+    return torch.int32 if max_value < 2**31 else torch.int64
+
+
+def _query_operand(codes: Tensor, num_bits: int, levels: int) -> Tensor:
+    """(q, B) packed queries -> (q, L + 1) rows [-b_q, i * levels + (L + sum(b_q)) / 2], with
+    b = 2u - 1 the +-1 codes of the 0/1 bits u.
+
+    Against a database row [u_x, 1] the GEMM gives i * levels + (L + sum(b_q)) / 2 - <b_q, u_x>
+    = i * levels + (L - <b_q, b_x>) / 2 = i * levels + d(q_i, x), the candidate key (row,
+    distance), exact in float32 (integers and halves below 2^23).
+    """
+    q = codes.shape[0]
+    out = torch.empty(q, num_bits + 1, dtype=torch.float32, device=codes.device)
+    neg_b = unpack01(codes, out=out[:, :num_bits]).mul_(-2.0).add_(1.0)  # -b_q
+    out[:, num_bits] = torch.arange(q, device=codes.device, dtype=torch.float32) * levels + \
+        (num_bits - neg_b.sum(dim=1)) * 0.5
+    return out
+
+
+def _extract(keys_f: Tensor, key_max: Tensor, key_dtype: torch.dtype,
+             mask_buf: Optional[np.ndarray]) -> Tuple[Tensor, Tensor]:
+    """Entries of the (q, n) GEMM keys with key <= key_max[row], in row-major order: their integer
+    keys (row * levels + distance) and columns (0..n-1)."""
+    n = keys_f.shape[1]
+    if _numpy_path(keys_f):
+        # numpy: its compare and flatnonzero are several times faster than torch's CPU kernels
+        arr = keys_f.numpy()
+        mask = np.less_equal(arr, key_max.numpy()[:, None], out=mask_buf)
+        flat = np.flatnonzero(mask)
+        keys = arr.reshape(-1).take(flat).astype(np.int64 if key_dtype == torch.int64 else
+                                                 np.int32 if key_dtype == torch.int32 else np.int16)
+        return torch.from_numpy(keys), torch.from_numpy(flat % n)
+    flat = (keys_f <= key_max[:, None]).view(-1).nonzero().squeeze(1)
+    return keys_f.view(-1).index_select(0, flat).to(key_dtype), flat % n
+
+
+class HammingBlock(NamedTuple):
+    """Search result for queries ``start:end``.
+
+    ``indices`` / ``distances``: (q, R) int64, R = min(k, N), the R nearest items in rank order.
+    ``radius_rows`` / ``radius_cols``: every (query row within the block, item) pair with distance
+    <= radius, in no particular order (empty when radius is None).
+    """
+    start: int
+    end: int
+    indices: Tensor
+    distances: Tensor
+    radius_rows: Tensor
+    radius_cols: Tensor
+
+
+class _Candidates:
+    """Candidate buffer of one block of ``q`` queries.
+
+    Keeps (key, column) pairs with key = row * levels + distance, appended in database order; the
+    per-row distance limit ``limit`` (candidates need distance <= limit) only decreases.
+    :meth:`select` keeps the first ``keep`` of every row by (distance, index).
+    """
+
+    def __init__(self, limit: Tensor, keep: int, num_levels: int, cap: int):
+        self.q = limit.numel()
+        self.limit = limit
+        self.keep = keep
+        self.levels = num_levels
+        self.cap = cap
+        self.key_dtype = _small_int(self.q * num_levels)
+        self.keys: List[Tensor] = []
+        self.cols: List[Tensor] = []
+        self.size = 0
+
+    def key_max(self, radius: Optional[int]) -> Tensor:
+        """(q,) float32 largest key extracted: row * levels + max(limit, radius)."""
+        lim = self.limit if radius is None else self.limit.clamp(min=radius)
+        base = torch.arange(self.q, device=lim.device) * self.levels
+        return (base + lim).to(torch.float32)
+
+    def add(self, keys: Tensor, cols: Tensor, filter_limit: bool) -> None:
+        """Append candidates (keys row * levels + distance, database columns) in database order."""
+        if filter_limit:  # extracted with the radius limit: keep those within the row's limit
+            rows = keys.long() // self.levels
+            sel = keys.long() - rows * self.levels <= self.limit.index_select(0, rows)
+            keys, cols = keys[sel], cols[sel]
+        if not keys.numel():
+            return
+        self.keys.append(keys)
+        self.cols.append(cols)
+        self.size += keys.numel()
+        if self.size > self.cap:
+            self.select()
+
+    def select(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """Keep, per row, the first ``keep`` candidates by (distance, index), sorted; tighten the
+        limits of rows that have ``keep``. Returns (keys, cols, counts per row)."""
+        dev = self.limit.device
+        if not self.keys:
+            empty = torch.zeros(0, dtype=torch.int64, device=dev)
+            return empty.to(self.key_dtype), empty, torch.zeros(self.q, dtype=torch.int64, device=dev)
+        keys = torch.cat(self.keys) if len(self.keys) > 1 else self.keys[0]
+        cols = torch.cat(self.cols) if len(self.cols) > 1 else self.cols[0]
+        # stable: within a (row, distance) key the database order of the appends is kept
+        keys, order = torch.sort(keys, stable=True)
+        cols = cols.index_select(0, order)
+        bounds = torch.arange(self.q + 1, device=dev, dtype=torch.int64) * self.levels
+        edges = torch.searchsorted(keys, bounds.to(keys.dtype))  # start of every row's keys
+        starts, counts = edges[:-1], edges[1:] - edges[:-1]
+        full = counts >= self.keep
+        if bool(full.any()):
+            # rows with keep candidates: the keep-th distance d_k; later items need distance < d_k
+            kth = keys.index_select(0, (starts + self.keep - 1).clamp(max=keys.numel() - 1)).long()
+            kth = kth - torch.arange(self.q, device=dev) * self.levels
+            self.limit = torch.where(full, torch.minimum(self.limit, kth - 1), self.limit)
+        if bool((counts > self.keep).any()):
+            # the first keep of every row (ties at the keep-th distance: smallest indices)
+            grid = torch.arange(self.keep, device=dev)
+            pos = starts[:, None] + grid
+            valid = grid < counts[:, None]
+            pos = pos.masked_select(valid)
+            keys, cols = keys.index_select(0, pos), cols.index_select(0, pos)
+            counts = counts.clamp(max=self.keep)
+        self.keys, self.cols, self.size = [keys], [cols], keys.numel()
+        return keys, cols, counts
+
+
+def _sample_threshold(dist_sample: Tensor, sample_idx: Tensor, keep: int,
+                      num_db: int) -> Tuple[Tensor, Tensor]:
+    """Per-query lexicographic (distance, index) limit from the (q, m) float32 sample distances.
+
+    The kk-th sample item by (distance, index), (d_s, i_s), with kk = keep m / N plus about three
+    standard deviations, bounds the candidates: distance < d_s, or distance == d_s and index <= i_s
+    (about kk N / m >= keep items; exactly the keep-th item when the sample is the database).
+    Returns (d_s, i_s), (q,) int64 each.
+    """
+    m = dist_sample.shape[1]
+    if m >= num_db:
+        kk = keep
+    else:
+        mu = keep * m / num_db
+        kk = min(m, int(math.ceil(mu + 3.0 * math.sqrt(mu) + 2)))
+    # key = distance * m + sample position, exact in float32 (< 2^24)
+    key = dist_sample.mul_(m).add_(torch.arange(m, device=dist_sample.device, dtype=torch.float32))
+    kth = key.topk(kk, dim=1, largest=False, sorted=False).values.max(dim=1).values.round().long()
+    return kth // m, sample_idx.index_select(0, kth % m)
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """Temporarily set torch's intra-op thread count (restored on exit)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class _Searcher:
+    """The per-call state of :func:`hamming_knn_blocks` (sizes, cached operands)."""
+
+    def __init__(self, query_codes: Tensor, db_codes: Tensor, k: int, radius: Optional[int],
+                 chunk_size: Optional[int], budget: int):
+        self.query_codes, self.db_codes = query_codes, db_codes
+        self.num_db = db_codes.shape[0]
+        self.device = db_codes.device
+        self.num_bits = 8 * db_codes.shape[1]
+        self.levels = self.num_bits + 1
+        self.keep = min(int(k), self.num_db)
+        self.radius = radius
+        if chunk_size is None:
+            per_query = _PAIR_BYTES * min(self.num_db, 2048) + _CAND_BYTES * self.keep
+            chunk_size = max(1, min(_DEFAULT_QUERIES, budget // per_query))
+        self.qb = max(1, int(chunk_size))
+        self.nb = max(1, min(self.num_db, (budget - self.qb * _CAND_BYTES * self.keep)
+                             // (_PAIR_BYTES * self.qb)))
+        self.cap = max(2 * self.qb * self.keep, budget // _CAND_BYTES)
+        self.db_aug = None  # [u_x, 1] rows of the whole database, when they fit the budget
+        if self.num_db * (self.num_bits + 1) * 4 <= budget:
+            self.db_aug = self._db_operand(slice(0, self.num_db))
+        if self.keep < self.num_db:
+            m = min(self.num_db, max(_MIN_SAMPLE, min(_MAX_SAMPLE, math.ceil(16 * self.num_db / self.keep))),
+                    2**24 // self.levels)  # sample keys distance * m + position exact in float32
+            self.sample_idx = torch.arange(m, device=self.device) * self.num_db // m
+            self.sample_aug = self._db_operand(self.sample_idx)
+        self.local = threading.local()
+
+    def _db_operand(self, idx, out: Optional[Tensor] = None) -> Tensor:
+        """Database rows ``idx`` (a slice or an index tensor) -> (n, L + 1) [u_x, 1]."""
+        codes = self.db_codes[idx]
+        if out is None:
+            out = torch.empty(codes.shape[0], self.num_bits + 1, device=self.device)
+        unpack01(codes, out=out[:, :self.num_bits])
+        out[:, self.num_bits] = 1.0
+        return out
+
+    def _buffers(self):
+        """Per-thread reusable buffers: GEMM output, numpy mask, database tile."""
+        loc = self.local
+        if getattr(loc, 'gemm', None) is None:
+            loc.gemm = torch.empty(self.qb * self.nb, device=self.device)
+            loc.mask = np.empty(self.qb * self.nb, dtype=bool) if self.device.type == 'cpu' else None
+            loc.tile = None if self.db_aug is not None else torch.empty(
+                self.nb, self.num_bits + 1, device=self.device)
+        return loc.gemm, loc.mask, loc.tile
+
+    def search(self, q_codes: Tensor, lex: Optional[Tuple[Tensor, Tensor]], radius: Optional[int]):
+        """Candidates of the (q, B) packed queries: lexicographic limit ``lex`` (None: every item)."""
+        q = q_codes.shape[0]
+        if lex is None:
+            limit = torch.full((q,), self.num_bits, dtype=torch.int64, device=self.device)
+        else:
+            limit, lex_idx = lex
+        cands = _Candidates(limit, self.keep, self.levels, self.cap)
+        q_aug = _query_operand(q_codes, self.num_bits, self.levels)
+        gemm_buf, mask_buf, tile_buf = self._buffers()
+        r_keys, r_cols = [], []
+        for js in range(0, self.num_db, self.nb):
+            je = min(js + self.nb, self.num_db)
+            n = je - js
+            if lex is not None:  # past the sample item's index: its distance is excluded
+                cands.limit = torch.where(lex_idx < js, torch.minimum(cands.limit, limit - 1),
+                                          cands.limit)
+            tile = self.db_aug[js:je] if tile_buf is None else self._db_operand(
+                slice(js, je), tile_buf[:n])
+            keys_f = torch.mm(q_aug, tile.t(), out=gemm_buf[:q * n].view(q, n))
+            mbuf = None if mask_buf is None else mask_buf[:q * n].reshape(q, n)
+            keys, cols = _extract(keys_f, cands.key_max(radius), cands.key_dtype, mbuf)
+            if not keys.numel():
+                continue
+            if js:
+                cols += js
+            filter_limit = False
+            if radius is not None:
+                dist = keys % self.levels
+                within = dist <= radius
+                r_keys.append(keys[within])
+                r_cols.append(cols[within])
+                filter_limit = bool((cands.limit < radius).any())
+            cands.add(keys, cols, filter_limit)
+        keys, cols, counts = cands.select()
+        return keys, cols, counts, r_keys, r_cols
+
+    def block(self, start: int) -> HammingBlock:
+        end = min(start + self.qb, self.query_codes.shape[0])
+        q, keep, levels, device = end - start, self.keep, self.levels, self.device
+        q_codes = self.query_codes[start:end].to(device)
+        lex = None
+        if keep < self.num_db:
+            q_aug = _query_operand(q_codes, self.num_bits, self.levels)
+            q_aug[:, self.num_bits] -= torch.arange(q, device=device) * levels  # distances only
+            lex = _sample_threshold(torch.mm(q_aug, self.sample_aug.t()), self.sample_idx, keep,
+                                    self.num_db)
+        keys, cols, counts, r_keys, r_cols = self.search(q_codes, lex, self.radius)
+        keys = keys.long()
+        short = counts < keep
+        if bool(short.any()):
+            # the sample's limit held fewer than R items: search these queries again over all
+            ok = ~short.index_select(0, keys // levels)
+            keys, cols = keys[ok], cols[ok]
+            redo = short.nonzero().squeeze(1)
+            k2, c2, _, _, _ = self.search(q_codes.index_select(0, redo), None, None)
+            k2 = k2.long()
+            keys = torch.cat([keys, redo.index_select(0, k2 // levels) * levels + k2 % levels])
+            cols = torch.cat([cols, c2])
+            keys, order = torch.sort(keys, stable=True)
+            cols = cols.index_select(0, order)
+        # every row now holds exactly R candidates, sorted by (row, distance, index)
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        r_keys = torch.cat(r_keys).long() if r_keys else empty
+        r_cols = torch.cat(r_cols) if r_cols else empty
+        return HammingBlock(start, end, cols.view(q, keep), (keys % levels).view(q, keep),
+                            r_keys // levels, r_cols)
+
+
+def hamming_knn_blocks(query_codes: Tensor,
+                       db_codes: Tensor,
+                       k: int,
+                       radius: Optional[int] = None,
+                       chunk_size: Optional[int] = None,
+                       max_chunk_bytes: int = 32 * 2**20,
+                       num_threads: Optional[int] = None) -> Iterator[HammingBlock]:
+    """Exact k nearest database items (Hamming distance, then index) of every query, by blocks.
+
+    Args:
+        query_codes: (Q, B) uint8 packed codes; db_codes: (N, B) uint8 (queries are moved to its
+            device).
+        k: neighbours per query (R = min(k, N) are returned).
+        radius: also report every pair with distance <= radius (None: none).
+        chunk_size: queries per block (None: up to 256, within ``max_chunk_bytes``).
+        max_chunk_bytes: approximate memory budget of the temporaries (per thread).
+        num_threads: CPU only: blocks searched in parallel, one torch thread each (None: torch's
+            thread count; the count is restored afterwards). CUDA tensors use one stream.
+
+    Yields:
+        :class:`HammingBlock` per block of queries, in query order.
+    """
+    if db_codes.shape[0] == 0:
+        raise ValueError('hamming_knn: the database is empty')
+    if int(k) < 1:
+        raise ValueError(f'hamming_knn: k must be positive, got {k}')
+    searcher = _Searcher(query_codes, db_codes, k, radius, chunk_size, max(int(max_chunk_bytes), 1))
+    starts = list(range(0, query_codes.shape[0], searcher.qb))
+    threads = torch.get_num_threads() if num_threads is None else int(num_threads)
+    if db_codes.device.type != 'cpu' or threads <= 1 or len(starts) <= 1:
+        for start in starts:
+            yield searcher.block(start)
+        return
+    # CPU: whole blocks in parallel threads (torch and numpy release the GIL), at most ``threads``
+    # blocks in flight so the memory stays bounded.
+    with _torch_threads(1), ThreadPoolExecutor(threads) as pool:
+        pending = [pool.submit(searcher.block, s) for s in starts[:threads]]
+        for i in range(len(starts)):
+            result = pending[i].result()
+            if i + threads < len(starts):
+                pending.append(pool.submit(searcher.block, starts[i + threads]))
+            pending[i] = None
+            yield result
+
+
+def hamming_knn(query_codes: Tensor, db_codes: Tensor, k: int, **kwargs) -> Tuple[Tensor, Tensor]:
+    """(distances, indices), both (Q, min(k, N)) int64, of :func:`hamming_knn_blocks` in one piece."""
+    blocks = list(hamming_knn_blocks(query_codes, db_codes, k, **kwargs))
+    if not blocks:
+        keep = min(int(k), db_codes.shape[0])
+        empty = torch.zeros(0, keep, dtype=torch.int64, device=db_codes.device)
+        return empty, empty.clone()
+    return (torch.cat([b.distances for b in blocks]), torch.cat([b.indices for b in blocks]))
