@@ -25,7 +25,7 @@ def _one_thread():
 def test_configs_exist_and_parse():
     names = {osp.basename(c) for c in CONFIGS}
     assert {'swem_r50_8xb1-150k_davis17-ytvos19-384.py', 'swem_r50_8xb1-150k_davis17-384.py',
-            'swem_r50_8xb1-150k_static-384.py'} <= names
+            'swem_r50_8xb1-300k_static-384.py'} <= names
     for path in CONFIGS:
         cfg = Config.fromfile(path)
         assert cfg.custom_imports['imports'] == ['mmkd_plugins']
@@ -117,5 +117,5 @@ def test_davis_only_and_static_datasets_build(tmp_path):
     ds_cfg.update(data_root=root, crop_size=(32, 32))
     ds = DATASETS.build(ds_cfg)
     assert ds[0]['inputs'].shape == (3, 3, 32, 32)
-    static = Config.fromfile(osp.join(REPO, 'configs', 'swem', 'swem_r50_8xb1-150k_static-384.py'))
-    assert all(d.type == 'StaticVOSDataset' for d in static.train_dataloader.dataset.datasets)
+    static = Config.fromfile(osp.join(REPO, 'configs', 'swem', 'swem_r50_8xb1-300k_static-384.py'))
+    assert static.train_dataloader.dataset.type == 'StaticPasteDataset'  # built in test_vos_static
