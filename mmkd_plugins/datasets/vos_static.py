@@ -167,10 +167,13 @@ class PasteObjectsClip:
         return results
 
 
-def _warp(frame: np.ndarray, labels: np.ndarray, mat: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _warp(frame: np.ndarray, labels: np.ndarray, mat: np.ndarray,
+          cubic: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Affine warp: frame bicubic (or nearest) with ``IM_MEAN`` fill, labels nearest with 0 fill."""
     import cv2
     h, w = frame.shape[:2]
-    frame = cv2.warpAffine(frame, mat, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
+    flag = cv2.INTER_CUBIC if cubic else cv2.INTER_NEAREST
+    frame = cv2.warpAffine(frame, mat, (w, h), flags=flag, borderMode=cv2.BORDER_CONSTANT,
                            borderValue=IM_MEAN)
     labels = cv2.warpAffine(labels.astype(np.uint8), mat, (w, h), flags=cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.int64)
@@ -185,8 +188,8 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 class StaticClipAugment:
     """The official static-image augmentation of a synthetic clip (``frames``, ``labels``).
 
-    Shared by the clip's frames: affine zoom ``U(clip_scale)`` about the centre (fill ``IM_MEAN`` /
-    background), horizontal flip with ``flip_prob``, colour jitter ``clip_jitter`` (brightness,
+    Shared by the clip's frames: affine zoom ``U(clip_scale)`` about the centre (nearest, fill
+    ``IM_MEAN`` / background), horizontal flip with ``flip_prob``, colour jitter ``clip_jitter`` (brightness,
     contrast, saturation, hue), grey with ``grayscale_prob``. Per frame: affine (rotation
     ``U(-degrees, degrees)``, scale ``U(frame_scale)``, x-shear ``U(-shear, shear)``, bicubic / nearest,
     fill ``IM_MEAN`` / background), shorter side resized to ``short_side`` (bicubic / nearest), random
@@ -233,7 +236,7 @@ class StaticClipAugment:
         grey = rng.random() < self.grayscale_prob
         out_f, out_l = [], []
         for f, lab in zip(frames, labels):
-            f, lab = _warp(f, lab, zoom)
+            f, lab = _warp(f, lab, zoom, cubic=False)  # official: RandomAffine's default NEAREST
             if flip:
                 f, lab = np.ascontiguousarray(f[:, ::-1]), np.ascontiguousarray(lab[:, ::-1])
             if jitter is not None:
