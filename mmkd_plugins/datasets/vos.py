@@ -93,6 +93,21 @@ def _list_images(folder: str) -> List[str]:
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXTS))
 
 
+def image_mask_pairs(img_root: str, mask_root: str, owner: str) -> List[dict]:
+    """``dict(image, mask, name)`` for every image of ``img_root`` (sorted) and its
+    ``<mask_root>/<stem>.png``; a missing mask or an empty folder is an error naming ``owner``."""
+    out = []
+    for name in _list_images(img_root):
+        stem = osp.splitext(name)[0]
+        mask = osp.join(mask_root, stem + '.png')
+        if not osp.isfile(mask):
+            raise FileNotFoundError(f'{owner}: mask missing for {name}: {mask}')
+        out.append(dict(image=osp.join(img_root, name), mask=mask, name=stem))
+    if not out:
+        raise FileNotFoundError(f'{owner}: no images in {img_root}')
+    return out
+
+
 def _resize(img: np.ndarray, size_hw: Tuple[int, int], nearest: bool,
             interpolation: str = 'bilinear') -> np.ndarray:
     """Resize an image (``interpolation``: bilinear / bicubic) or a label map (nearest, labels kept
@@ -701,18 +716,8 @@ class StaticVOSDataset(BaseDataset):
         super().__init__(data_root=data_root, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        img_root = osp.join(self.data_root, self.img_dir)
-        mask_root = osp.join(self.data_root, self.mask_dir)
-        out = []
-        for name in _list_images(img_root):
-            stem = osp.splitext(name)[0]
-            mask = osp.join(mask_root, stem + '.png')
-            if not osp.isfile(mask):
-                raise FileNotFoundError(f'StaticVOSDataset: mask missing for {name}: {mask}')
-            out.append(dict(image=osp.join(img_root, name), mask=mask, name=stem))
-        if not out:
-            raise FileNotFoundError(f'StaticVOSDataset: no images in {img_root}')
-        return out
+        return image_mask_pairs(osp.join(self.data_root, self.img_dir),
+                                osp.join(self.data_root, self.mask_dir), 'StaticVOSDataset')
 
     def _warp(self, img: np.ndarray, lab: np.ndarray,
               rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
@@ -809,6 +814,6 @@ def synthesize_moving_shapes(root: str, videos: Sequence[str] = ('shapes0', 'sha
     return list(videos)
 
 
-__all__ = ['davis_palette', 'read_mask', 'write_mask', 'read_image', 'swem_clip_indices',
-           'color_jitter', 'affine_matrix', 'tps_fit', 'tps_apply', 'tps_grid', 'apply_tps',
-           'VOSDataset', 'StaticVOSDataset', 'synthesize_moving_shapes']
+__all__ = ['davis_palette', 'read_mask', 'write_mask', 'read_image', 'image_mask_pairs',
+           'swem_clip_indices', 'color_jitter', 'affine_matrix', 'tps_fit', 'tps_apply', 'tps_grid',
+           'apply_tps', 'VOSDataset', 'StaticVOSDataset', 'synthesize_moving_shapes']

@@ -20,8 +20,8 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.registry import DATASETS, TRANSFORMS
 
-from .vos import (IM_MEAN, _gray, _list_images, _pack, _resize, _rng, _select_objects, affine_matrix,
-                  apply_tps, color_jitter, read_image, read_mask, sample_jitter)
+from .vos import (IM_MEAN, _gray, _pack, _resize, _rng, _select_objects, affine_matrix, apply_tps,
+                  color_jitter, image_mask_pairs, read_image, read_mask, sample_jitter)
 
 
 # ------------------------------------------------------------------ pure composition
@@ -331,18 +331,11 @@ class StaticPasteDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         pool, data_list = [], []
         for subset, ratio in zip(self.subsets, self.ratios):
-            img_root = osp.join(self.data_root, self.img_dir, subset)
-            ann_root = osp.join(self.data_root, self.ann_dir, subset)
-            items = []
-            for name in _list_images(img_root):
-                stem = osp.splitext(name)[0]
-                mask = osp.join(ann_root, stem + '.png')
-                if not osp.isfile(mask):
-                    raise FileNotFoundError(f'StaticPasteDataset: mask missing for {name}: {mask}')
-                items.append(dict(image=osp.join(img_root, name), mask=mask, name=f'{subset}/{stem}',
-                                  pool_index=len(pool) + len(items)))
-            if not items:
-                raise FileNotFoundError(f'StaticPasteDataset: no images in {img_root}')
+            items = image_mask_pairs(osp.join(self.data_root, self.img_dir, subset),
+                                     osp.join(self.data_root, self.ann_dir, subset),
+                                     'StaticPasteDataset')
+            for i, item in enumerate(items):
+                item.update(name=f'{subset}/{item["name"]}', pool_index=len(pool) + i)
             pool += items
             data_list += items * ratio
         self.pool = pool
