@@ -167,6 +167,11 @@ def _shift_hue(img: np.ndarray, shift: float) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
 
 
+def grey_rgb(img: np.ndarray) -> np.ndarray:
+    """torchvision ``Grayscale(3)``: the rounded luma in all three channels, uint8 (H, W, 3)."""
+    return np.repeat(np.round(_gray(img.astype(np.float32)))[..., None], 3, -1).astype(np.uint8)
+
+
 def color_jitter(img: np.ndarray, factors: Sequence[float], order: Sequence[int]) -> np.ndarray:
     """Brightness / contrast / saturation (/ hue) jitter (torchvision ``ColorJitter``).
 
@@ -637,8 +642,7 @@ class VOSDataset(BaseDataset):
             factors, order = sample_jitter(self.clip_jitter, rng)
             frames = [color_jitter(f, factors, order) for f in frames]
         if rng.random() < self.grayscale_prob:
-            frames = [np.repeat(np.round(_gray(f.astype(np.float32)))[..., None], 3, -1)
-                      .astype(np.uint8) for f in frames]
+            frames = [grey_rgb(f) for f in frames]
         ch, cw = self.crop_size
         out_f, out_l = [], []
         for f, lab in zip(frames, labels):

@@ -20,8 +20,8 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.registry import DATASETS, TRANSFORMS
 
-from .vos import (IM_MEAN, _gray, _pack, _resize, _rng, _select_objects, affine_matrix, apply_tps,
-                  color_jitter, image_mask_pairs, read_image, read_mask, sample_jitter)
+from .vos import (IM_MEAN, _pack, _resize, _rng, _select_objects, affine_matrix, apply_tps,
+                  color_jitter, grey_rgb, image_mask_pairs, read_image, read_mask, sample_jitter)
 
 
 # ------------------------------------------------------------------ pure composition
@@ -180,10 +180,6 @@ def _warp(frame: np.ndarray, labels: np.ndarray, mat: np.ndarray,
     return frame, labels
 
 
-def _grey(frame: np.ndarray) -> np.ndarray:
-    return np.repeat(np.round(_gray(frame.astype(np.float32)))[..., None], 3, -1).astype(np.uint8)
-
-
 @TRANSFORMS.register_module()
 class StaticClipAugment:
     """The official static-image augmentation of a synthetic clip (``frames``, ``labels``).
@@ -242,7 +238,7 @@ class StaticClipAugment:
             if jitter is not None:
                 f = color_jitter(f, *jitter)
             if grey:
-                f = _grey(f)
+                f = grey_rgb(f)
             mat = affine_matrix(rng.uniform(-self.degrees, self.degrees),
                                 rng.uniform(-self.shear, self.shear), f.shape[:2],
                                 scale=rng.uniform(*self.frame_scale))

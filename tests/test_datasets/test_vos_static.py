@@ -122,6 +122,10 @@ def test_static_clip_augment_identity_and_sizes():
     out = on(dict(frames=list(frames), labels=labels.copy(), rng=rng))
     assert [f.shape for f in out['frames']] == [(24, 24, 3)] * 3 and out['labels'].shape == (3, 24, 24)
     assert set(np.unique(out['labels'])) <= {0, 1}
+    grey = StaticClipAugment(grayscale_prob=1.0, frame_jitter=(0, 0, 0), degrees=0, frame_scale=(1, 1),
+                             shear=0, short_side=24, crop_size=(24, 24))  # no per-frame fill
+    out = grey(dict(frames=list(frames), labels=labels.copy(), rng=rng))
+    assert all((f == f[..., :1]).all() for f in out['frames'])  # a grey clip
     # small frames are padded with IM_MEAN (torchvision pad_if_needed)
     pad = StaticClipAugment(clip_scale=(1, 1), flip_prob=0, clip_jitter=(0, 0, 0, 0), degrees=0,
                             frame_scale=(1, 1), shear=0, short_side=10, crop_size=(30, 30),
