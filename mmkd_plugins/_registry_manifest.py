@@ -11,6 +11,7 @@ MANIFEST = (
     ('DATASETS', 'MultiLabelHashingDataset', 'mmkd_plugins.datasets.multilabel_hashing'),
     ('DATASETS', 'NUSWIDEHashing', 'mmkd_plugins.datasets.multilabel_hashing'),
     ('DATASETS', 'REALYDataset', 'mmkd_plugins.datasets.realy'),
+    ('DATASETS', 'StaticPasteDataset', 'mmkd_plugins.datasets.vos_static'),
     ('DATASETS', 'StaticVOSDataset', 'mmkd_plugins.datasets.vos'),
     ('DATASETS', 'UnpairedStyleDataset', 'mmkd_plugins.datasets.unpaired_style'),
     ('DATASETS', 'VOC2007Hashing', 'mmkd_plugins.datasets.multilabel_hashing'),
@@ -69,5 +70,9 @@ MANIFEST = (
     ('PARAM_SCHEDULERS', 'InverseTimeParamScheduler', 'mmkd_plugins.engine.schedulers.inverse_time'),
     ('TRANSFORMS', 'LoadStylePair', 'mmkd_plugins.datasets.unpaired_style'),
     ('TRANSFORMS', 'PackStylePairInputs', 'mmkd_plugins.datasets.unpaired_style'),
+    ('TRANSFORMS', 'PackVOSClip', 'mmkd_plugins.datasets.vos_static'),
+    ('TRANSFORMS', 'PasteObjectsClip', 'mmkd_plugins.datasets.vos_static'),
+    ('TRANSFORMS', 'RandomClipTPS', 'mmkd_plugins.datasets.vos_static'),
     ('TRANSFORMS', 'ResizeCropStylePair', 'mmkd_plugins.datasets.unpaired_style'),
+    ('TRANSFORMS', 'StaticClipAugment', 'mmkd_plugins.datasets.vos_static'),
 )

@@ -161,7 +161,7 @@ _BUILD_ARGS.update({n: dict(student=_CLF, teacher=_CLF, allow_random_teacher=Tru
                     for n in ('SingleTeacherDistiller', 'CompatibleDistiller')})
 # built by the e2e / tool tests, from files on disk (datasets, REALY templates, an old checkpoint)
 _NEEDS_FILES = {'BiCTTransformStudent', 'CompatibleSplitDataset', 'REALYDataset', 'REALYMetric',
-                'StaticVOSDataset', 'UnpairedStyleDataset', 'VOSDataset'}
+                'StaticPasteDataset', 'StaticVOSDataset', 'UnpairedStyleDataset', 'VOSDataset'}
 
 
 def test_every_name_of_our_configs_builds_through_its_lazy_entry(tmp_path):

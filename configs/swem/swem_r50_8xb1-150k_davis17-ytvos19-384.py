@@ -28,17 +28,21 @@ model = dict(
     value_dim=512,
     decoder_channels=256,
     memory=dict(type='SWEMMemory', num_bases=128, num_iters=4, tau=0.05, top_l=64),
+    # official losses: bootstrapped CE with the top-p hardest pixels of each clip and frame, plus the
+    # soft IoU of every softmax channel (background included); both averaged over the predicted frames
     loss_ce=dict(type='VOSBootstrappedCELoss', start_iter=20000, end_iter=70000, p_start=1.0,
-                 p_end=0.3, loss_weight=1.0),
-    loss_iou=dict(type='VOSIoULoss', loss_weight=1.0))
+                 p_end=0.3, loss_weight=1.0, top_p_over='clip_frame'),
+    loss_iou=dict(type='VOSIoULoss', loss_weight=1.0, channels='softmax'),
+    frame_reduction='mean')
 
 davis_root = 'data/DAVIS'  # JPEGImages/480p, Annotations/480p, ImageSets/2017
 ytvos_root = 'data/YouTube-VOS-2019'  # train/JPEGImages, train/Annotations, train/meta.json
 # Official per-clip / per-frame augmentation (VOSDataset defaults): flip + random-resized crop (area
 # 36-100%) + colour jitter (0.1, 0.03, 0.03) + grayscale 5% per clip; affine (15 deg, shear 10),
-# jitter (0.01) and a thin-plate-spline warp per frame; clips reversed in time with p = 0.5.
+# jitter (0.01) and a thin-plate-spline warp per frame; clips reversed in time with p = 0.5. A video
+# whose first clip frame shows no object in 5 draws is trained on as an empty clip (a warning names it).
 clip_cfg = dict(num_frames=3, max_objects=2, crop_size=(384, 384), crop_scale=(0.36, 1.0),
-                flip_prob=0.5, reverse_prob=0.5)
+                flip_prob=0.5, reverse_prob=0.5, max_retries=5, on_no_object='empty')
 # max_skip: peak of each dataset's frame-skip curriculum (VOSFrameSkipHook below)
 davis_train = dict(type='VOSDataset', data_root=davis_root, layout='davis', split='train', year='2017',
                    max_skip=25, **clip_cfg)
@@ -79,7 +83,8 @@ ytvos_test_dataloader = dict(
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=150000, val_interval=10000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-5, weight_decay=5e-4))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-5, betas=(0.9, 0.999),
+                                                          eps=1e-8, weight_decay=5e-4))
 param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[125000], gamma=0.1)]
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 

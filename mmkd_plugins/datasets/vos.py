@@ -16,6 +16,7 @@ Samples are ``dict(inputs=uint8 (T, 3, H, W) RGB, data_samples=BaseDataElement)`
 ``gt_masks`` stay at the original size).
 """
 import json
+import logging
 import multiprocessing
 import os
 import os.path as osp
@@ -24,6 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 from mmengine.registry import DATASETS
 from mmengine.structures import BaseDataElement
 
@@ -91,6 +93,21 @@ def _list_images(folder: str) -> List[str]:
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXTS))
 
 
+def image_mask_pairs(img_root: str, mask_root: str, owner: str) -> List[dict]:
+    """``dict(image, mask, name)`` for every image of ``img_root`` (sorted) and its
+    ``<mask_root>/<stem>.png``; a missing mask or an empty folder is an error naming ``owner``."""
+    out = []
+    for name in _list_images(img_root):
+        stem = osp.splitext(name)[0]
+        mask = osp.join(mask_root, stem + '.png')
+        if not osp.isfile(mask):
+            raise FileNotFoundError(f'{owner}: mask missing for {name}: {mask}')
+        out.append(dict(image=osp.join(img_root, name), mask=mask, name=stem))
+    if not out:
+        raise FileNotFoundError(f'{owner}: no images in {img_root}')
+    return out
+
+
 def _resize(img: np.ndarray, size_hw: Tuple[int, int], nearest: bool,
             interpolation: str = 'bilinear') -> np.ndarray:
     """Resize an image (``interpolation``: bilinear / bicubic) or a label map (nearest, labels kept
@@ -141,12 +158,27 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
 
 
-def color_jitter(img: np.ndarray, factors: Sequence[float], order: Sequence[int]) -> np.ndarray:
-    """Brightness / contrast / saturation jitter (torchvision ``ColorJitter`` with hue 0).
+def _shift_hue(img: np.ndarray, shift: float) -> np.ndarray:
+    """Rotate the hue of a float RGB image in [0, 255] by ``shift`` turns (torchvision ``adjust_hue``
+    with ``hue_factor = shift``)."""
+    import cv2
+    hsv = cv2.cvtColor(np.ascontiguousarray(img, dtype=np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + 360.0 * shift, 360.0)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
 
-    ``factors`` = (b, c, s) multiplicative factors, ``order`` a permutation of (0, 1, 2) (the order the
-    three are applied in). Brightness ``x * b``; contrast ``m + c (x - m)`` with ``m`` the mean grey
-    level; saturation ``g + s (x - g)`` with ``g`` the grey image; clipped to [0, 255] after each.
+
+def grey_rgb(img: np.ndarray) -> np.ndarray:
+    """torchvision ``Grayscale(3)``: the rounded luma in all three channels, uint8 (H, W, 3)."""
+    return np.repeat(np.round(_gray(img.astype(np.float32)))[..., None], 3, -1).astype(np.uint8)
+
+
+def color_jitter(img: np.ndarray, factors: Sequence[float], order: Sequence[int]) -> np.ndarray:
+    """Brightness / contrast / saturation (/ hue) jitter (torchvision ``ColorJitter``).
+
+    ``factors`` = (b, c, s) multiplicative factors, optionally a 4th, the hue shift ``h`` in turns;
+    ``order`` a permutation of their indices (the order they are applied in). Brightness ``x * b``;
+    contrast ``m + c (x - m)`` with ``m`` the mean grey level; saturation ``g + s (x - g)`` with ``g``
+    the grey image; hue rotated by ``h`` turns in HSV; clipped to [0, 255] after each.
     """
     out = img.astype(np.float32)
     for k in order:
@@ -156,27 +188,71 @@ def color_jitter(img: np.ndarray, factors: Sequence[float], order: Sequence[int]
         elif k == 1:
             m = float(_gray(out).mean())
             out = m + f * (out - m)
-        else:
+        elif k == 2:
             g = _gray(out)[..., None]
             out = g + f * (out - g)
+        else:
+            out = _shift_hue(out, f)
         out = np.clip(out, 0, 255)
     return np.round(out).astype(np.uint8)
 
 
 def sample_jitter(strength: Sequence[float], rng: np.random.Generator) -> Tuple[List[float], List[int]]:
-    """Factors ``U(1 - s, 1 + s)`` for (brightness, contrast, saturation) and a random order."""
-    factors = [float(rng.uniform(max(0.0, 1 - s), 1 + s)) for s in strength]
-    return factors, [int(i) for i in rng.permutation(3)]
+    """Factors ``U(1 - s, 1 + s)`` for (brightness, contrast, saturation), with a 4th strength a hue
+    shift ``U(-h, h)``, and a random order."""
+    factors = [float(rng.uniform(max(0.0, 1 - s), 1 + s)) for s in strength[:3]]
+    if len(strength) > 3:
+        factors.append(float(rng.uniform(-strength[3], strength[3])))
+    return factors, [int(i) for i in rng.permutation(len(factors))]
 
 
-def affine_matrix(angle: float, shear: float, size_hw: Tuple[int, int]) -> np.ndarray:
-    """2x3 matrix of a rotation by ``angle`` and an x-shear by ``shear`` (degrees) about the centre."""
+def affine_matrix(angle: float, shear: float, size_hw: Tuple[int, int], scale: float = 1.0) -> np.ndarray:
+    """2x3 matrix of a rotation by ``angle``, an x-shear by ``shear`` (degrees) and an isotropic
+    ``scale`` about the centre."""
     h, w = size_hw
     a, s = np.deg2rad(angle), np.deg2rad(shear)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    lin = rot @ np.array([[1.0, np.tan(s)], [0.0, 1.0]])
+    lin = scale * rot @ np.array([[1.0, np.tan(s)], [0.0, 1.0]])
     c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
     return np.hstack([lin, (c - lin @ c)[:, None]])
+
+
+def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``U(|a_i - b_j|^2)`` with ``U(d) = d log d`` (official ``K_matrix``), (len(a), len(b))."""
+    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return d2 * np.log(d2 + 1e-9)
+
+
+def tps_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Coefficients of the thin-plate spline ``f`` with ``f(src_i) = dst_i``.
+
+    ``f(p) = a0 + a1 p_x + a2 p_y + sum_i w_i U(|p - src_i|^2)``; solves
+    ``[[K, P], [P^T, 0]] [w; a] = [dst; 0]`` with ``K_ij = U(|src_i - src_j|^2)``, ``P = [1, src]``.
+
+    Args:
+        src, dst: (K, 2) control points and their images (K >= 3, not collinear).
+
+    Returns:
+        (K + 3, 2): rows 0..K-1 the radial weights ``w``, rows K..K+2 the affine part ``a``.
+    """
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape or len(src) < 3:
+        raise ValueError(f'tps_fit: src and dst must be (K, 2) with K >= 3, got {src.shape} and '
+                         f'{dst.shape}')
+    k = len(src)
+    L = np.zeros((k + 3, k + 3))
+    P = np.hstack([np.ones((k, 1)), src])
+    L[:k, :k], L[:k, k:], L[k:, :k] = _tps_kernel(src, src), P, P.T
+    Z = np.zeros((k + 3, 2))
+    Z[:k] = dst
+    return np.linalg.solve(L, Z)
+
+
+def tps_apply(coef: np.ndarray, src: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Evaluate the spline of :func:`tps_fit` (control points ``src``) at ``pts`` (M, 2) -> (M, 2)."""
+    k = len(src)
+    pts = np.asarray(pts, np.float64)
+    return (coef[k] + pts @ coef[k + 1:k + 3]) + _tps_kernel(pts, np.asarray(src, np.float64)) @ coef[:k]
 
 
 def tps_grid(size_hw: Tuple[int, int], anchors: int, noise: float,
@@ -184,9 +260,9 @@ def tps_grid(size_hw: Tuple[int, int], anchors: int, noise: float,
     """Sampling maps of a random thin-plate-spline warp (the official ``JointRandomTPS``).
 
     Control points: an ``anchors x anchors`` grid ``X`` over [-1, 1]^2; targets ``Y = X`` plus
-    ``U(-noise/2, noise/2)`` on the inner points (the border points stay). The spline
-    ``f(p) = a0 + a1 p_x + a2 p_y + sum_i w_i U(|p - X_i|^2)``, ``U(d) = d log d``, maps ``X_i`` to
-    ``Y_i``; output pixel ``p`` samples the input at ``f(p)``. Returns (map_x, map_y) in pixels.
+    ``U(-noise/2, noise/2)`` on the inner points (the border points stay); ``f = tps_fit(X, Y)``;
+    output pixel ``p`` (its centre in [-1, 1]) samples the input at ``f(p)``. Returns (map_x, map_y)
+    in pixels.
     """
     h, w = size_hw
     lin = np.linspace(-1.0, 1.0, anchors)
@@ -196,32 +272,26 @@ def tps_grid(size_hw: Tuple[int, int], anchors: int, noise: float,
     inner = np.zeros((anchors, anchors), bool)
     inner[1:-1, 1:-1] = True
     target[inner.ravel()] += (rng.random((int(inner.sum()), 2)) - 0.5) * noise
-
-    def kernel(a, b):
-        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-        return d2 * np.log(d2 + 1e-9)
-
-    k = len(ctrl)
-    L = np.zeros((k + 3, k + 3))
-    P = np.hstack([np.ones((k, 1)), ctrl])
-    L[:k, :k], L[:k, k:], L[k:, :k] = kernel(ctrl, ctrl), P, P.T
-    Z = np.zeros((k + 3, 2))
-    Z[:k] = target
-    coef = np.linalg.solve(L, Z)
-    px = ((2 * np.arange(w) + 1) / w - 1).astype(np.float32)  # pixel centres, align_corners=False
-    py = ((2 * np.arange(h) + 1) / h - 1).astype(np.float32)
+    coef = tps_fit(ctrl, target)
+    px = (2 * np.arange(w) + 1) / w - 1  # pixel centres, align_corners=False
+    py = (2 * np.arange(h) + 1) / h - 1
     qx, qy = np.meshgrid(px, py)
-    coef = coef.astype(np.float32)
-    fx = coef[k, 0] + coef[k + 1, 0] * qx + coef[k + 2, 0] * qy
-    fy = coef[k, 1] + coef[k + 1, 1] * qx + coef[k + 2, 1] * qy
-    for i, (cx, cy) in enumerate(ctrl.astype(np.float32)):  # one radial term per control point
-        d2 = (qx - cx) ** 2 + (qy - cy) ** 2
-        u = d2 * np.log(d2 + np.float32(1e-9))
-        fx += coef[i, 0] * u
-        fy += coef[i, 1] * u
-    map_x = ((fx + 1) * w - 1) / 2
-    map_y = ((fy + 1) * h - 1) / 2
-    return map_x.astype(np.float32), map_y.astype(np.float32)
+    f = tps_apply(coef, ctrl, np.stack([qx.ravel(), qy.ravel()], 1))
+    map_x = ((f[:, 0] + 1) * w - 1) / 2
+    map_y = ((f[:, 1] + 1) * h - 1) / 2
+    return map_x.reshape(h, w).astype(np.float32), map_y.reshape(h, w).astype(np.float32)
+
+
+def apply_tps(frame: np.ndarray, labels: np.ndarray, noise: float, rng: np.random.Generator,
+              anchors: int = 4) -> Tuple[np.ndarray, np.ndarray]:
+    """Warp a frame (bilinear) and its label map (nearest) by one random :func:`tps_grid`; pixels
+    sampled from outside become 0 (``grid_sample`` zero padding)."""
+    import cv2
+    mx, my = tps_grid(frame.shape[:2], anchors, noise, rng)
+    frame = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    labels = cv2.remap(labels.astype(np.uint8), mx, my, cv2.INTER_NEAREST,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.int64)
+    return frame, labels
 
 
 def _select_objects(labels: np.ndarray, first: np.ndarray, max_objects: int, min_pixels: int,
@@ -328,7 +398,11 @@ class VOSDataset(BaseDataset):
         test_size: fixed inference (H, W), e.g. (480, 864) for DAVIS (official); overrides the above.
         test_interpolation: ``'bilinear'`` or ``'bicubic'`` (official DAVIS) resize of test frames.
         binary_masks: merge all objects into one (DAVIS 2016).
-        max_retries: resampling attempts until the first frame shows an object.
+        max_retries: clip draws until the first frame shows an object (official: 5).
+        on_no_object: after ``max_retries`` draws without an object: ``'empty'`` (official) returns
+            the last clip with ``num_objects=1`` and an empty object 1 (all background), with a
+            warning once per video (per DataLoader worker); ``'raise'`` raises an error naming the
+            video.
     """
 
     def __init__(self, data_root: str, layout: str = 'davis', split: str = 'train', year: str = '2017',
@@ -344,7 +418,7 @@ class VOSDataset(BaseDataset):
                  min_object_pixels: int = 1, test_short_side: Optional[int] = 480,
                  test_size_divisor: Optional[int] = None, test_size: Optional[Tuple[int, int]] = None,
                  test_interpolation: str = 'bilinear', binary_masks: bool = False,
-                 max_retries: int = 30, **kwargs) -> None:
+                 max_retries: int = 5, on_no_object: str = 'empty', **kwargs) -> None:
         if layout not in ('davis', 'youtube'):
             raise ValueError(f'VOSDataset: layout must be "davis" or "youtube", got {layout!r}')
         if num_frames < 2:
@@ -354,6 +428,12 @@ class VOSDataset(BaseDataset):
         if test_interpolation not in ('bilinear', 'bicubic'):
             raise ValueError(f'VOSDataset: test_interpolation must be bilinear or bicubic, got '
                              f'{test_interpolation!r}')
+        if on_no_object not in ('empty', 'raise'):
+            raise ValueError(f'VOSDataset: on_no_object must be "empty" or "raise", got {on_no_object!r}')
+        if max_retries < 1:
+            raise ValueError(f'VOSDataset: max_retries must be >= 1, got {max_retries}')
+        self.on_no_object = on_no_object
+        self._warned_videos: set = set()
         self.layout, self.split, self.year, self.resolution = layout, split, str(year), resolution
         self.subset_file, self.frames_split = subset_file, frames_split
         self.num_frames, self.max_objects, self.reverse_prob = num_frames, max_objects, reverse_prob
@@ -562,8 +642,7 @@ class VOSDataset(BaseDataset):
             factors, order = sample_jitter(self.clip_jitter, rng)
             frames = [color_jitter(f, factors, order) for f in frames]
         if rng.random() < self.grayscale_prob:
-            frames = [np.repeat(np.round(_gray(f.astype(np.float32)))[..., None], 3, -1)
-                      .astype(np.uint8) for f in frames]
+            frames = [grey_rgb(f) for f in frames]
         ch, cw = self.crop_size
         out_f, out_l = [], []
         for f, lab in zip(frames, labels):
@@ -577,11 +656,7 @@ class VOSDataset(BaseDataset):
             if any(self.frame_jitter):
                 f = color_jitter(f, *sample_jitter(self.frame_jitter, rng))
             if rng.random() < self.tps_prob:
-                mx, my = tps_grid((ch, cw), 4, self.tps_noise, rng)
-                f = cv2.remap(f, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0)
-                lab = cv2.remap(lab.astype(np.uint8), mx, my, cv2.INTER_NEAREST,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.int64)
+                f, lab = apply_tps(f, lab, self.tps_noise, rng)
             out_f.append(f)
             out_l.append(lab)
         return out_f, np.stack(out_l)
@@ -600,8 +675,16 @@ class VOSDataset(BaseDataset):
             if k > 0:
                 break
         else:
-            raise RuntimeError(f'VOSDataset: no object of at least {self.min_object_pixels} pixels in '
-                               f'the first frame of {self.max_retries} clips of video {info["video"]}')
+            msg = (f'VOSDataset: no object of at least {self.min_object_pixels} pixels in the first '
+                   f'frame of {self.max_retries} clips of video {info["video"]}')
+            if self.on_no_object == 'raise':
+                raise RuntimeError(msg)
+            # official (video_dataset.py): train on the last clip with one empty object
+            k = 1
+            if info['video'] not in self._warned_videos:
+                self._warned_videos.add(info['video'])
+                print_log(msg + '; training on it with one empty object (on_no_object="empty"), '
+                          'reported once per video', logger='current', level=logging.WARNING)
         meta = dict(video=info['video'], frame_names=[info['frame_names'][i] for i in idx],
                     num_objects=k)
         return _pack(frames, labels, meta)
@@ -637,18 +720,8 @@ class StaticVOSDataset(BaseDataset):
         super().__init__(data_root=data_root, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        img_root = osp.join(self.data_root, self.img_dir)
-        mask_root = osp.join(self.data_root, self.mask_dir)
-        out = []
-        for name in _list_images(img_root):
-            stem = osp.splitext(name)[0]
-            mask = osp.join(mask_root, stem + '.png')
-            if not osp.isfile(mask):
-                raise FileNotFoundError(f'StaticVOSDataset: mask missing for {name}: {mask}')
-            out.append(dict(image=osp.join(img_root, name), mask=mask, name=stem))
-        if not out:
-            raise FileNotFoundError(f'StaticVOSDataset: no images in {img_root}')
-        return out
+        return image_mask_pairs(osp.join(self.data_root, self.img_dir),
+                                osp.join(self.data_root, self.mask_dir), 'StaticVOSDataset')
 
     def _warp(self, img: np.ndarray, lab: np.ndarray,
               rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
@@ -745,6 +818,6 @@ def synthesize_moving_shapes(root: str, videos: Sequence[str] = ('shapes0', 'sha
     return list(videos)
 
 
-__all__ = ['davis_palette', 'read_mask', 'write_mask', 'read_image', 'swem_clip_indices',
-           'color_jitter', 'affine_matrix', 'tps_grid', 'VOSDataset', 'StaticVOSDataset',
-           'synthesize_moving_shapes']
+__all__ = ['davis_palette', 'read_mask', 'write_mask', 'read_image', 'image_mask_pairs',
+           'swem_clip_indices', 'color_jitter', 'affine_matrix', 'tps_fit', 'tps_apply', 'tps_grid',
+           'apply_tps', 'VOSDataset', 'StaticVOSDataset', 'synthesize_moving_shapes']

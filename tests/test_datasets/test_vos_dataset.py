@@ -12,9 +12,11 @@ from PIL import Image
 
 from mmkd_plugins.engine.hooks import VOSFrameSkipHook
 from mmkd_plugins.engine.hooks.vos_frame_skip import swem_skip
+import mmkd_plugins.datasets.vos as vos_module
 from mmkd_plugins.datasets.vos import (IM_MEAN, StaticVOSDataset, VOSDataset, affine_matrix,
                                        color_jitter, davis_palette, read_mask, swem_clip_indices,
-                                       synthesize_moving_shapes, tps_grid, write_mask)
+                                       synthesize_moving_shapes, tps_apply, tps_fit, tps_grid,
+                                       write_mask)
 
 
 def _write_frame(path, h, w, value):
@@ -203,6 +205,68 @@ def test_affine_and_tps_warps():
     disp = np.hypot(mx - np.mgrid[0:48, 0:48][1], my - np.mgrid[0:48, 0:48][0])
     assert disp[16:32, 16:32].max() > 0.3 and disp[16:32, 16:32].max() < 0.25 * 48 / 2 + 1
     assert disp[0, 0] < 0.5 and disp[-1, -1] < 0.5  # corners stay
+
+
+def test_tps_pure_functions():
+    """tps_fit / tps_apply: identity control points give the identity map; the spline interpolates
+    its control points, so a moved control point lands exactly on its target; the border points
+    held still stay; a translation of all points translates everything (affine part)."""
+    lin = np.linspace(-1, 1, 4)
+    gx, gy = np.meshgrid(lin, lin)
+    ctrl = np.stack([gx.ravel(), gy.ravel()], 1)
+    pts = np.random.default_rng(0).uniform(-1, 1, (50, 2))
+    np.testing.assert_allclose(tps_apply(tps_fit(ctrl, ctrl), ctrl, pts), pts, atol=1e-10)
+    dst = ctrl.copy()
+    moved = 5  # an inner control point, (x, y) = (-1/3, -1/3)
+    dst[moved] += (0.1, -0.05)
+    coef = tps_fit(ctrl, dst)
+    np.testing.assert_allclose(tps_apply(coef, ctrl, ctrl[moved:moved + 1])[0], [-1 / 3 + 0.1,
+                                                                                -1 / 3 - 0.05])
+    np.testing.assert_allclose(tps_apply(coef, ctrl, ctrl[[0, 3, 12, 15]]), ctrl[[0, 3, 12, 15]],
+                               atol=1e-10)
+    near = tps_apply(coef, ctrl, np.array([[-1 / 3 + 0.02, -1 / 3]]))[0] - (-1 / 3 + 0.02, -1 / 3)
+    assert 0.05 < near[0] < 0.1 and -0.05 < near[1] < 0  # a nearby point follows partly
+    shift = tps_apply(tps_fit(ctrl, ctrl + (0.2, -0.1)), ctrl, pts)
+    np.testing.assert_allclose(shift, pts + (0.2, -0.1), atol=1e-10)
+    with pytest.raises(ValueError, match='K >= 3'):
+        tps_fit(ctrl[:2], ctrl[:2])
+
+
+def _make_objectless_davis(root, name='empty', t=5):
+    for i in range(t):
+        _write_frame(osp.join(root, 'JPEGImages', '480p', name, f'{i:05d}.jpg'), 24, 32, 10 * i)
+        _write_label(osp.join(root, 'Annotations', '480p', name, f'{i:05d}.png'),
+                     np.zeros((24, 32), np.uint8))
+    os.makedirs(osp.join(root, 'ImageSets', '2017'), exist_ok=True)
+    with open(osp.join(root, 'ImageSets', '2017', 'train.txt'), 'w') as fh:
+        fh.write(name + '\n')
+
+
+def test_video_without_objects_official_empty_clip(tmp_path, monkeypatch):
+    """Default (official video_dataset.py): after max_retries=5 draws without an object the clip is
+    trained on with one empty object; a warning names the video once (per worker); the earlier
+    behaviour (an error) is on_no_object='raise'."""
+    _make_objectless_davis(str(tmp_path))
+    logged = []
+    monkeypatch.setattr(vos_module, 'print_log', lambda msg, **kw: logged.append((msg, kw)))
+    ds = VOSDataset(str(tmp_path), split='train', crop_size=(24, 32))
+    assert (ds.max_retries, ds.on_no_object) == (5, 'empty')
+    draws = []
+    real = vos_module.swem_clip_indices
+    monkeypatch.setattr(vos_module, 'swem_clip_indices', lambda *a: draws.append(1) or real(*a))
+    for _ in range(3):
+        s = ds[0]
+        assert s['data_samples'].num_objects == 1
+        assert s['data_samples'].gt_masks.shape == (3, 24, 32)
+        assert int(s['data_samples'].gt_masks.max()) == 0
+    assert len(draws) == 15  # 5 draws per sample
+    assert len(logged) == 1 and 'empty' in logged[0][0] and logged[0][1]['level'] == 30
+    strict = VOSDataset(str(tmp_path), split='train', crop_size=(24, 32), on_no_object='raise',
+                        max_retries=2)
+    with pytest.raises(RuntimeError, match='no object .* 2 clips of video empty'):
+        strict[0]
+    with pytest.raises(ValueError, match='on_no_object'):
+        VOSDataset(str(tmp_path), split='train', on_no_object='skip')
 
 
 def test_per_frame_augmentation(tmp_path):

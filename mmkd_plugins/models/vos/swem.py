@@ -47,6 +47,8 @@ class SWEM(BaseModel):
         value_extra_channel_init: init of the value backbone's first-conv input channels that a
             ``Pretrained`` RGB checkpoint lacks (the 2 mask channels): ``'orthogonal'`` (official) or
             ``'zeros'``; the RGB filters come from the checkpoint.
+        frame_reduction: how the per-frame losses of a clip's predicted frames combine: ``'mean'``
+            (official: the CE and IoU losses average over the frames) or ``'sum'``.
 
     Pretrained weights: the backbones' ``init_cfg`` is applied by :meth:`init_weights` (the Runner
     calls it before training); the encoders are ``BaseModule`` so that it reaches the backbones.
@@ -65,10 +67,14 @@ class SWEM(BaseModel):
                  loss_iou: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  value_extra_channel_init: str = 'orthogonal',
+                 frame_reduction: str = 'mean',
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type='VOSDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if frame_reduction not in ('mean', 'sum'):
+            raise ValueError(f'SWEM: frame_reduction must be "mean" or "sum", got {frame_reduction!r}')
+        self.frame_reduction = frame_reduction
         if key_backbone is None:
             key_backbone = dict(type='mmpretrain.ResNet', depth=50, num_stages=3, strides=(1, 2, 2),
                                 dilations=(1, 1, 1), out_indices=(0, 1, 2), norm_eval=True)
@@ -154,8 +160,9 @@ class SWEM(BaseModel):
     def loss(self, inputs: Tensor, data_samples: List[BaseDataElement],
              return_logits: bool = False) -> Union[Dict[str, Tensor], List[Tensor]]:
         """Training on clips: frame 0 with its ground truth initialises the memory, frames 1..T-1 are
-        predicted one after the other (each prediction is memorised before the next frame). Losses
-        are summed over the predicted frames."""
+        predicted one after the other (each prediction is memorised before the next frame). The
+        per-frame losses are averaged (``frame_reduction='mean'``, official) or summed over the
+        predicted frames."""
         if not isinstance(inputs, Tensor) or inputs.dim() != 5:
             raise ValueError('SWEM.loss: training clips must be stacked into (B, T, 3, H, W); all clips '
                              'of a batch need the same size and length')
@@ -190,7 +197,9 @@ class SWEM(BaseModel):
                 hard, soft = self._memory_masks(prob, size)
                 self.memory.memorize(expand_to_objects(key[:, i], num_obj), value, hard, soft)
             losses['loss_ce'] = losses['loss_ce'] + self.loss_ce(logits, labels[:, i], iteration)
-            losses['loss_iou'] = losses['loss_iou'] + self.loss_iou(prob[:, 1:], onehot[:, i], valid)
+            losses['loss_iou'] = losses['loss_iou'] + self.loss_iou(prob, labels[:, i], valid)
+        if self.frame_reduction == 'mean':
+            losses = {k: v / (t - 1) for k, v in losses.items()}
         self.memory.reset()
         return all_logits if return_logits else losses
 

@@ -11,7 +11,7 @@ from mmengine.structures import BaseDataElement
 
 from mmkd_plugins.datasets.vos import synthesize_moving_shapes
 from mmkd_plugins.models.vos.losses import (VOSBootstrappedCELoss, VOSIoULoss, bootstrapped_cross_entropy,
-                                            soft_iou_loss, top_p_schedule)
+                                            soft_iou_loss, softmax_iou_loss, top_p_schedule)
 from mmkd_plugins.models.vos.networks import CBAM, soft_aggregate
 from tests.test_models.test_vos.vos_helpers import single_thread, tiny_runner_cfg, tiny_swem_cfg
 
@@ -30,27 +30,107 @@ def test_top_p_schedule():
     assert top_p_schedule(10 ** 6, 20000, 70000) == pytest.approx(0.3)
 
 
+def _ce_per_pixel(logits, target):
+    """Direct -log softmax(logits)_y, (B, H*W) lists of floats."""
+    out = []
+    for b in range(logits.shape[0]):
+        row = []
+        for i in range(logits.shape[2]):
+            for j in range(logits.shape[3]):
+                lse = torch.log(torch.exp(logits[b, :, i, j]).sum())
+                row.append(float(lse - logits[b, target[b, i, j], i, j]))
+        out.append(row)
+    return out
+
+
 def test_bootstrapped_ce_matches_direct():
+    """Official default: the top-p hardest pixels of each clip (and frame), mean over clips and
+    pixels; option top_p_over='batch': the top-p hardest pixels of the whole batch."""
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 4, 5, dtype=torch.float64)
     target = torch.randint(0, 3, (2, 4, 5))
-    per_pixel = []
-    for b in range(2):
-        for i in range(4):
-            for j in range(5):
-                lse = torch.log(torch.exp(logits[b, :, i, j]).sum())
-                per_pixel.append(float(lse - logits[b, target[b, i, j], i, j]))
-    per_pixel = sorted(per_pixel, reverse=True)
+    target[1] = 0  # an easy clip: pooled over the batch it would lose pixels to the other clip
+    logits[1, 0] += 3.0
+    rows = _ce_per_pixel(logits, target)
+    pooled = sorted(rows[0] + rows[1], reverse=True)
     for p in (1.0, 0.5, 0.13):
-        k = max(1, int(p * 40))
-        expected = np.mean(per_pixel[:k])
-        assert float(bootstrapped_cross_entropy(logits, target, p)) == pytest.approx(expected)
+        k = max(1, int(p * 20))
+        per_clip = np.mean([np.mean(sorted(r, reverse=True)[:k]) for r in rows])
+        assert float(bootstrapped_cross_entropy(logits, target, p)) == pytest.approx(per_clip)
+        kb = max(1, int(p * 40))
+        assert float(bootstrapped_cross_entropy(logits, target, p, per_clip=False)) == pytest.approx(
+            np.mean(pooled[:kb]))
+    # the two selections differ when one clip is much harder than the other
+    assert float(bootstrapped_cross_entropy(logits, target, 0.5)) != pytest.approx(
+        float(bootstrapped_cross_entropy(logits, target, 0.5, per_clip=False)))
     loss = VOSBootstrappedCELoss(start_iter=10, end_iter=20, p_end=0.5, loss_weight=2.0)
-    assert float(loss(logits, target, iteration=30)) == pytest.approx(2 * np.mean(per_pixel[:20]))
+    assert loss.top_p_over == 'clip_frame'
+    assert float(loss(logits, target, iteration=30)) == pytest.approx(
+        2 * np.mean([np.mean(sorted(r, reverse=True)[:10]) for r in rows]))
+    batch = VOSBootstrappedCELoss(start_iter=10, end_iter=20, p_end=0.5, top_p_over='batch')
+    assert float(batch(logits, target, iteration=30)) == pytest.approx(np.mean(pooled[:20]))
+    with pytest.raises(ValueError, match='top_p_over'):
+        VOSBootstrappedCELoss(top_p_over='video')
     with pytest.raises(ValueError, match='top_p'):
         bootstrapped_cross_entropy(logits, target, 0.0)
     with pytest.raises(ValueError, match='target'):
         bootstrapped_cross_entropy(logits, target[0])
+
+
+def _direct_iou(p, g, eps, numerator_eps):
+    p, g = p.flatten().tolist(), g.flatten().tolist()
+    inter = sum(min(a, b) for a, b in zip(p, g))
+    union = sum(max(a, b) for a, b in zip(p, g))
+    return (inter + (eps if numerator_eps else 0)) / (union + eps)
+
+
+def test_softmax_iou_matches_official_direct():
+    """Default: soft IoU of each valid softmax channel, background included, averaged per clip and
+    then over the clips (official mask_iou_loss); an empty channel has IoU 0 (eps in the union
+    only). Padding objects are left out."""
+    torch.manual_seed(4)
+    prob = torch.softmax(torch.randn(2, 3, 4, 4, dtype=torch.float64), 1)
+    labels = torch.randint(0, 3, (2, 4, 4))
+    labels[1][labels[1] == 2] = 1  # clip 1 has one object; its channel 2 is padding
+    valid = torch.tensor([[True, True], [True, False]])
+    per_clip = []
+    for b, channels in ((0, (0, 1, 2)), (1, (0, 1))):
+        per_clip.append(np.mean([_direct_iou(prob[b, c], (labels[b] == c).double(), 1e-6, False)
+                                 for c in channels]))
+    expected = 1 - np.mean(per_clip)
+    assert float(softmax_iou_loss(prob, labels, valid)) == pytest.approx(expected, rel=1e-12)
+    assert float(VOSIoULoss(loss_weight=3.0)(prob, labels, valid)) == pytest.approx(3 * expected)
+    # no valid mask: every channel of every clip
+    all_ch = 1 - np.mean([np.mean([_direct_iou(prob[b, c], (labels[b] == c).double(), 1e-6, False)
+                                   for c in range(3)]) for b in range(2)])
+    assert float(softmax_iou_loss(prob, labels)) == pytest.approx(all_ch, rel=1e-12)
+    # perfect one-hot prediction: 0; a valid but empty object channel gives IoU 0 -> loss 1/2
+    onehot = torch.nn.functional.one_hot(labels[:1], 3).permute(0, 3, 1, 2).double()
+    assert float(softmax_iou_loss(onehot, labels[:1])) == pytest.approx(0.0, abs=1e-6)
+    bg = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
+    bg[:, 0] = 1
+    assert float(softmax_iou_loss(bg, torch.zeros(1, 3, 3, dtype=torch.long))) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match='valid'):
+        softmax_iou_loss(prob, labels, valid[:, :1])
+    with pytest.raises(ValueError, match='labels'):
+        softmax_iou_loss(prob, labels[0])
+    with pytest.raises(ValueError, match='channels'):
+        VOSIoULoss(channels='all')
+
+
+def test_objects_iou_option_matches_direct():
+    """channels='objects' (the earlier default here): object channels only, eps in numerator and
+    denominator, mean over the valid objects of the batch."""
+    torch.manual_seed(5)
+    prob = torch.softmax(torch.randn(2, 3, 4, 4, dtype=torch.float64), 1)
+    labels = torch.randint(0, 3, (2, 4, 4))
+    valid = torch.tensor([[True, True], [True, False]])
+    ious = [_direct_iou(prob[b, o + 1], (labels[b] == o + 1).double(), 1e-6, True)
+            for b, o in ((0, 0), (0, 1), (1, 0))]
+    loss = VOSIoULoss(loss_weight=2.0, channels='objects')
+    assert float(loss(prob, labels, valid)) == pytest.approx(2 * (1 - np.mean(ious)), rel=1e-12)
+    assert float(loss(prob, labels, valid)) != pytest.approx(float(VOSIoULoss(loss_weight=2.0)(
+        prob, labels, valid)))
 
 
 def test_soft_iou_matches_direct_and_edge_cases():
@@ -65,8 +145,7 @@ def test_soft_iou_matches_direct_and_edge_cases():
             ious.append((float((p * g).sum()) + 1e-6) / (float((p + g - p * g).sum()) + 1e-6))
     assert float(soft_iou_loss(prob, gt)) == pytest.approx(1 - np.mean(ious))
     valid = torch.tensor([[True, True], [True, False]])
-    assert float(VOSIoULoss(loss_weight=3.0)(prob, gt, valid)) == pytest.approx(
-        3 * (1 - np.mean(ious[:3])))
+    assert float(soft_iou_loss(prob, gt, valid)) == pytest.approx(1 - np.mean(ious[:3]))
     # perfect / empty predictions
     assert float(soft_iou_loss(gt, gt)) == pytest.approx(0.0, abs=1e-9)
     assert float(soft_iou_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))) == pytest.approx(0)
@@ -82,6 +161,10 @@ def test_loss_gradcheck():
     prob = torch.rand(1, 2, 2, 2, dtype=torch.float64).requires_grad_()
     gt = (torch.rand(1, 2, 2, 2) > 0.5).double()
     assert torch.autograd.gradcheck(lambda p: soft_iou_loss(p, gt), (prob, ))
+    logits = torch.randn(1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[[0, 1, 2], [2, 1, 0], [0, 0, 1]]])
+    assert torch.autograd.gradcheck(lambda x: softmax_iou_loss(torch.softmax(x, 1), labels),
+                                    (logits, ))
 
 
 # ---------------------------------------------------------------- network pieces
@@ -132,6 +215,50 @@ def test_swem_loss_backward(memory):
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
     logits = model(**data, mode='tensor')
     assert len(logits) == 2 and logits[0].shape == (2, 3, 64, 64)
+
+
+def test_frame_reduction_mean_is_official_and_sum_an_option():
+    """Official: the losses average over the predicted frames; 'sum' gives (T-1) times that."""
+    torch.manual_seed(0)
+    cfg = tiny_swem_cfg()
+    mean_model = MODELS.build(cfg)
+    sum_model = MODELS.build(dict(cfg, frame_reduction='sum'))
+    sum_model.load_state_dict(mean_model.state_dict())
+    assert mean_model.frame_reduction == 'mean'
+    for model in (mean_model, sum_model):
+        model.memory.init_seed = 0
+    data = _batch(mean_model, t=3)
+    torch.manual_seed(1)
+    mean_losses = mean_model(**data, mode='loss')
+    torch.manual_seed(1)
+    sum_losses = sum_model(**data, mode='loss')
+    for k in mean_losses:
+        torch.testing.assert_close(sum_losses[k], 2 * mean_losses[k])
+    with pytest.raises(ValueError, match='frame_reduction'):
+        MODELS.build(dict(cfg, frame_reduction='max'))
+
+
+def test_empty_object_and_objectless_clips_train():
+    """A clip with one (valid) empty object, as the official code trains after 5 draws without an
+    object, gives finite losses whose gradient reaches the decoder (it learns 'no object here'); a
+    clip without objects (num_objects 0: only padding, as an official static clip whose first frame
+    lost its objects) gives losses of about 0 and no signal."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_swem_cfg())
+    frames = torch.randint(0, 255, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    for counts in ((1, 1), (0, 0)):
+        samples = [BaseDataElement(gt_masks=torch.zeros(3, 32, 32, dtype=torch.long),
+                                   metainfo=dict(num_objects=c)) for c in counts]
+        data = model.data_preprocessor(dict(inputs=list(frames), data_samples=samples), True)
+        losses = model(**data, mode='loss')
+        assert all(torch.isfinite(v) for v in losses.values()), (counts, losses)
+        model.zero_grad()
+        sum(losses.values()).backward()
+        grads = [p.grad for p in model.decoder.parameters() if p.grad is not None]
+        if counts[0]:
+            assert any(g.abs().sum() > 0 for g in grads) and float(losses['loss_ce']) > 1e-3
+        else:
+            assert all(float(v) < 1e-5 for v in losses.values()), losses
 
 
 def test_swem_input_errors():
