@@ -10,40 +10,15 @@
 # uses the student's data preprocessor and runs extract_feat only). mmdet publishes no SOLO-R101
 # checkpoint: train that config (or any SOLO-R101 with this FPN / head) and pass its weights with
 #   --cfg-options model.teacher_ckpt=PATH
-_base_ = ['mmdet::solo/solo_r50_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+_base_ = ['mmdet::solo/solo_r50_fpn_1x_coco.py', './_base_/mgd_fpn.py']
 
 model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
+    _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
     teacher='mmdet::solo/solo_r101_fpn_8xb8-lsj-200e_coco.py',
     teacher_ckpt='checkpoints/solo_r101_fpn_coco.pth',  # self-trained, see above
     teacher_forward='extract_feat',
-    student_taps=dict(
-        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
-        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3)),
-    teacher_taps=dict(
-        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
-        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3)),
-    connectors=dict(
-        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65),
-        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65),
-        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65),
-        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65)),
-    distill_losses=dict(
-        loss_mgd_fpn0=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd0(student.fpn0)', preds_T='teacher.fpn0')),
-        loss_mgd_fpn1=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd1(student.fpn1)', preds_T='teacher.fpn1')),
-        loss_mgd_fpn2=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd2(student.fpn2)', preds_T='teacher.fpn2')),
-        loss_mgd_fpn3=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd3(student.fpn3)', preds_T='teacher.fpn3'))),
+    student_taps=_base_.mgd_fpn4.taps, teacher_taps=_base_.mgd_fpn4.taps,
+    connectors=_base_.mgd_fpn4.connectors, distill_losses=_base_.mgd_fpn4.losses,
     init_student=dict(neck='neck', mask_head='mask_head'))
 
 # 2x schedule
