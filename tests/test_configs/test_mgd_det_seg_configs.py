@@ -36,7 +36,7 @@ EXPECTED = {
         (4, 5e-7, 0.45, {}, 256, 256, 'CascadeRCNN', 96),
     'mgd_cascade-mask-rcnn-x101-dconv_mask-rcnn-r50_fpn_2x_coco.py':
         (4, 5e-7, 0.45, {}, 256, 256, 'CascadeRCNN', 96),
-    'mgd_solo-r101_solo-r50_fpn_2x_coco.py':
+    'mgd_solo-r101_solo-r50_fpn_1x_coco.py':
         (4, 2e-5, 0.65, dict(neck='neck', mask_head='mask_head'), 256, 256, 'SOLO', 64),
     'mgd_pspnet-r101_pspnet-r18-d8_4xb2-40k_cityscapes-512x1024.py':
         (1, 2e-5, 0.75, {}, 512, 2048, 'EncoderDecoder', 64),

@@ -50,7 +50,7 @@ FAMILIES = {  # family: (distillation config, the student's upstream config, dis
                     'mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py', 4),
     'mask_rcnn': ('mgd_cascade-mask-rcnn-x101-dconv_mask-rcnn-r50_fpn_2x_coco.py',
                   'mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py', 4),
-    'solo': ('mgd_solo-r101_solo-r50_fpn_2x_coco.py', 'mmdet::solo/solo_r50_fpn_1x_coco.py', 4),
+    'solo': ('mgd_solo-r101_solo-r50_fpn_1x_coco.py', 'mmdet::solo/solo_r50_fpn_1x_coco.py', 4),
     'pspnet': ('mgd_pspnet-r101_pspnet-r18-d8_4xb2-40k_cityscapes-512x1024.py',
                'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', 1),
     'deeplabv3': ('mgd_pspnet-r101_deeplabv3-r18-d8_4xb2-40k_cityscapes-512x1024.py',

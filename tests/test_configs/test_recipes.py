@@ -1,0 +1,153 @@
+"""Every paper config equals its recipe record (configs/<family>/recipes.py).
+
+Each ``recipes.py`` defines ``RECIPES = {config file: {dotted key: dict(value=..., source=...)}}``
+and ``NOT_PAPER_CONFIGS = {config file: reason}``. A dotted key indexes the config as mmengine
+resolves it (``_base_`` and ``pkg::`` inheritance); an integer component indexes a list. Every
+config file of the folder must be in exactly one of the two tables, so a new config without a
+record fails here. Configs are parsed once per session (cached).
+"""
+import functools
+import glob
+import os
+import os.path as osp
+import re
+import runpy
+
+import pytest
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+CONFIG_ROOT = osp.join(REPO, 'configs')
+RECIPE_FILES = sorted(glob.glob(osp.join(CONFIG_ROOT, '**', 'recipes.py'), recursive=True))
+# configs/<folder> without a recipes.py: only the demo configs (tiny digits runs, not a paper's)
+FOLDERS_WITHOUT_RECIPES = {'demo'}
+_SOURCE = re.compile(r'^[\w.-]+/[\w.-]+.*: \S.*')  # '<owner>/<repo> ...: <file path> [line/field]'
+
+
+def config_files(folder: str):
+    """The config files of a family folder: not ``recipes.py``, not base files (``_base_/``,
+    ``_*.py``), not subfolders."""
+    return sorted(osp.basename(p) for p in glob.glob(osp.join(folder, '*.py'))
+                  if osp.basename(p) != 'recipes.py' and not osp.basename(p).startswith('_'))
+
+
+@functools.lru_cache(maxsize=None)
+def load_recipes(path: str):
+    tables = runpy.run_path(path)
+    return tables['RECIPES'], tables['NOT_PAPER_CONFIGS']
+
+
+@functools.lru_cache(maxsize=None)
+def resolved(path: str) -> dict:
+    """The config as mmengine resolves it, as plain dicts / lists (tuples become lists)."""
+    from mmengine.config import Config
+    return _plain(Config.fromfile(path).to_dict())
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+_MISSING = object()
+
+
+def lookup(cfg, dotted: str):
+    """``cfg`` at ``dotted``; an integer component indexes a list. _MISSING where it is absent."""
+    node = cfg
+    for part in dotted.split('.'):
+        if isinstance(node, list) and re.fullmatch(r'-?\d+', part):
+            index = int(part)
+            if not -len(node) <= index < len(node):
+                return _MISSING
+            node = node[index]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def test_lookup_and_plain():
+    cfg = _plain(dict(a=dict(b=[dict(c=(1, 2)), 3]), d={'x.y': 1}))
+    assert lookup(cfg, 'a.b.0.c') == [1, 2] and lookup(cfg, 'a.b.-1') == 3
+    assert lookup(cfg, 'a.b.2') is _MISSING and lookup(cfg, 'a.z') is _MISSING
+    assert lookup(cfg, 'a.b.c') is _MISSING  # a string key into a list
+
+
+def test_every_config_folder_has_a_record():
+    folders = {osp.relpath(osp.dirname(p), CONFIG_ROOT) for p in RECIPE_FILES}
+    for path in glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True):
+        rel = osp.relpath(osp.dirname(path), CONFIG_ROOT)
+        if rel == '.' or any(part.startswith('_') for part in rel.split(os.sep)):
+            continue
+        if rel.split(os.sep)[0] in FOLDERS_WITHOUT_RECIPES:
+            continue
+        assert rel in folders, f'configs/{rel}/ has configs but no recipes.py'
+
+
+@pytest.mark.parametrize('recipes', RECIPE_FILES,
+                         ids=[osp.relpath(p, CONFIG_ROOT) for p in RECIPE_FILES])
+def test_every_config_is_recorded_or_excluded(recipes):
+    records, excluded = load_recipes(recipes)
+    folder = osp.dirname(recipes)
+    files = set(config_files(folder))
+    rel = osp.relpath(folder, REPO)
+    both = sorted(set(records) & set(excluded))
+    assert not both, f'{rel}: in both RECIPES and NOT_PAPER_CONFIGS: {both}'
+    missing = sorted(files - set(records) - set(excluded))
+    assert not missing, (f'{rel}: configs without a recipe record: {missing}; add them to RECIPES '
+                         'in recipes.py (or to NOT_PAPER_CONFIGS with a reason)')
+    stale = sorted((set(records) | set(excluded)) - files)
+    assert not stale, f'{rel}/recipes.py names configs that do not exist: {stale}'
+    for name, reason in excluded.items():
+        assert isinstance(reason, str) and len(reason) > 10, f'{rel}/{name}: give a reason'
+    for name, record in records.items():
+        assert record, f'{rel}/{name}: empty record'
+        for key, entry in record.items():
+            assert set(entry) == {'value', 'source'}, f'{rel}/{name} {key}: {sorted(entry)}'
+            assert _SOURCE.match(entry['source']), (
+                f'{rel}/{name} {key}: source {entry["source"]!r} must read '
+                '"<official repo>: <file path> [line/field]"')
+
+
+def _paper_configs():
+    out = []
+    for recipes in RECIPE_FILES:
+        records, _ = load_recipes(recipes)
+        out += [(recipes, name) for name in sorted(records)]
+    return out
+
+
+@pytest.mark.parametrize('recipes,name', _paper_configs(),
+                         ids=[osp.relpath(osp.join(osp.dirname(r), n), CONFIG_ROOT)
+                              for r, n in _paper_configs()])
+def test_resolved_config_equals_its_record(recipes, name):
+    records, _ = load_recipes(recipes)
+    path = osp.join(osp.dirname(recipes), name)
+    cfg = resolved(path)
+    wrong = []
+    for key, entry in records[name].items():
+        got = lookup(cfg, key)
+        want = _plain(entry['value'])
+        if got is _MISSING:
+            wrong.append(f'  {key}: recorded {want!r}, resolved config has no such key '
+                         f'(source: {entry["source"]})')
+        elif got != want:
+            wrong.append(f'  {key}: recorded {want!r}, resolved {got!r} (source: {entry["source"]})')
+    assert not wrong, f'{osp.relpath(path, REPO)} differs from its recipe record:\n' + '\n'.join(wrong)
+
+
+def test_top_level_entry_configs_alias_a_recorded_config():
+    """configs/*.py are short entry names: one ``_base_`` pointing at a recorded paper config."""
+    for path in glob.glob(osp.join(CONFIG_ROOT, '*.py')):
+        text = open(path).read()
+        bases = re.findall(r"_base_ = \['\./([\w./-]+)'\]", text)
+        assert len(bases) == 1, f'{path}: an entry config inherits exactly one family config'
+        family, name = osp.split(bases[0])
+        records, _ = load_recipes(osp.join(CONFIG_ROOT, family, 'recipes.py'))
+        assert name in records, f'{path}: {bases[0]} has no recipe record'
+        body = [line for line in text.splitlines() if line.strip() and not line.startswith('#')]
+        assert len(body) == 1, f'{path}: an entry config only names its family config'
