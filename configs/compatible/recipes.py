@@ -16,7 +16,7 @@ def _r(value, source):
 
 _BCT = {
     'model.teacher': _r('mmpretrain::resnet/resnet18_8xb32_in1k.py', f'{OPENBCT} --old-arch resnet18'),
-    'model.student.backbone.depth': _r(50, f'{OPENBCT} --arch (ResNet-50 new model, README)'),
+    'model.student.backbone.depth': _r(50, f'{OPENBCT} -a resnet50 (README.md BCT command)'),
     'train_dataloader.batch_size': _r(32, f'{OPENBCT} --batch-size 256 (8 GPUs x 32)'),
     'optim_wrapper.optimizer.type': _r('SGD', f'{OPENBCT} torch.optim.SGD'),
     'optim_wrapper.optimizer.lr': _r(0.1, f'{OPENBCT} --lr'),
