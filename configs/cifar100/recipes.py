@@ -62,8 +62,6 @@ for _teacher, _student in (('resnet56', 'resnet20'), ('resnet32x4', 'resnet8x4')
     _rec.update({f'model.student.{k[len("model."):]}': v
                  for k, v in _model(*_MODELS[_student], _student).items()})
     _rec.update({
-        'model.teacher.backbone': _r(_MODELS[_teacher][0],
-                                     f'{CRD}: models/__init__.py model_dict[{_teacher!r}]'),
         'model.distill_losses.loss_nkd.type': _r('NKDLoss', f'{NKD} distill_cfg loss_nkd'),
         'model.distill_losses.loss_nkd.tau': _r(3.0, f'{NKD} NKDLoss temp'),
         'model.distill_losses.loss_nkd.gamma': _r(3.5, f'{NKD} NKDLoss gamma'),

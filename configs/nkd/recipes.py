@@ -49,7 +49,7 @@ RECIPES = {
         'res50_distill_mv1_img.py', 'mmpretrain::resnet/resnet50_8xb32_in1k.py',
         'resnet50_8xb32_in1k_20210831-ea4938fc.pth', _MV1),
     'mobilenet-v1_8xb32_in1k.py': dict(_sgd_100e(_MV1), **{
-        'model.backbone.type': _r('MobileNetV1', f'{CLS_KD}: {_MV1} (_base_ mobilenet_v1_1x)')}),
+        'model.head.in_channels': _r(1024, f'{CLS_KD}: {_MV1} (_base_ mobilenet_v1_1x head)')}),
     'tf-nkd_resnet18_8xb32_in1k.py': dict(_sgd_100e(_R18), **{
         'model.head.loss.type': _r('TaskLossWithTfNKD', f'{CLS_KD}: {DIST}res18_sd_img.py '
                                                         '(self-distillation on the student only)')}),

@@ -224,3 +224,21 @@ def test_mgd_config_builds_and_runs(name, no_checkpoint_loading):
         assert calls == (['backbone', 'decode_head.conv_seg'] if cwd else ['backbone'])
     else:
         assert calls == ['backbone', 'neck']
+
+
+def test_retinanet_teacher_is_mmdets_multiscale_3x_checkpoint():
+    """The authors' RetinaNet teacher: mmdet's multi-scale 3x X101-64x4d; config and URL as listed
+    in mmdet's own model index (metafile)."""
+    import mmdet
+    metafile = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'retinanet', 'metafile.yml')
+    if not osp.isfile(metafile):
+        pytest.skip(f'mmdet installed without its model index ({metafile})')
+    yaml = pytest.importorskip('yaml')
+    with open(metafile) as f:
+        models = {m['Name']: m for m in yaml.safe_load(f)['Models']}
+    entry = models['retinanet_x101-64x4d_fpn_ms-640-800-3x_coco']
+    assert entry['Metadata']['Epochs'] == 36
+    cfg = Config.fromfile(osp.join(MGD, 'mgd_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py'))
+    assert cfg.model.teacher == 'mmdet::' + entry['Config'][len('configs/'):]
+    assert cfg.model.teacher_ckpt == entry['Weights']
+    assert 'mstrain_3x' in cfg.model.teacher_ckpt

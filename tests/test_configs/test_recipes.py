@@ -20,6 +20,9 @@ CONFIG_ROOT = osp.join(REPO, 'configs')
 RECIPE_FILES = sorted(glob.glob(osp.join(CONFIG_ROOT, '**', 'recipes.py'), recursive=True))
 # configs/<folder> without a recipes.py: only the demo configs (tiny digits runs, not a paper's)
 FOLDERS_WITHOUT_RECIPES = {'demo'}
+# folders whose record is written on another branch of the same issue; the test fails once the
+# file exists, so the entry is removed when the branches meet
+PENDING_FOLDERS = {'swem': 'configs/swem/recipes.py: issue 23, SWEM part (branch i23b)'}
 _SOURCE = re.compile(r'^[\w.-]+/[\w.-]+.*: \S.*')  # '<owner>/<repo> ...: <file path> [line/field]'
 
 
@@ -34,6 +37,48 @@ def config_files(folder: str):
 def load_recipes(path: str):
     tables = runpy.run_path(path)
     return tables['RECIPES'], tables['NOT_PAPER_CONFIGS']
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _parse_each_file_once():
+    """Each config file (paper configs and the ``_base_`` files they share, upstream ones included)
+    is parsed by mmengine once per test module instead of once per inheriting config, and each
+    ``pkg::`` base is located once: ~100 configs resolve in seconds. The parse of a file depends on nothing but the file (its own
+    bases, ``{{fileDirname}}`` of itself), so its result is reused (deep-copied)."""
+    import copy
+
+    import mmkd_plugins  # noqa: F401  (installs its 'mmkd_plugins::' prefix before the wrap below)
+    from mmengine.config import Config
+    original = Config.__dict__['_file2dict']
+    cache = {}
+
+    def file2dict(filename, use_predefined_variables=True, use_environment_variables=True,
+                  lazy_import=False):
+        key = (osp.abspath(filename), use_predefined_variables, use_environment_variables,
+               lazy_import)
+        if key not in cache:
+            cache[key] = original.__func__(filename, use_predefined_variables,
+                                           use_environment_variables, lazy_import)
+        return copy.deepcopy(cache[key])
+
+    # where 'pkg::x.py' lives (mmengine reads the package's model index for it) is fixed too
+    original_path = Config.__dict__['_get_cfg_path']
+    paths = {}
+
+    def get_cfg_path(cfg_path, filename):
+        # 'pkg::x.py' does not depend on the file naming it; a relative path does
+        key = cfg_path if '::' in cfg_path else (cfg_path, osp.abspath(filename))
+        if key not in paths:
+            paths[key] = original_path.__func__(cfg_path, filename)
+        return paths[key]
+
+    Config._file2dict = staticmethod(file2dict)
+    Config._get_cfg_path = staticmethod(get_cfg_path)
+    try:
+        yield
+    finally:
+        Config._file2dict = original
+        Config._get_cfg_path = original_path
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,11 +124,14 @@ def test_lookup_and_plain():
 
 def test_every_config_folder_has_a_record():
     folders = {osp.relpath(osp.dirname(p), CONFIG_ROOT) for p in RECIPE_FILES}
+    for rel in PENDING_FOLDERS:
+        assert rel not in folders, (f'configs/{rel}/recipes.py exists now: remove {rel!r} from '
+                                    'PENDING_FOLDERS in this test')
     for path in glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True):
         rel = osp.relpath(osp.dirname(path), CONFIG_ROOT)
         if rel == '.' or any(part.startswith('_') for part in rel.split(os.sep)):
             continue
-        if rel.split(os.sep)[0] in FOLDERS_WITHOUT_RECIPES:
+        if rel.split(os.sep)[0] in FOLDERS_WITHOUT_RECIPES or rel in PENDING_FOLDERS:
             continue
         assert rel in folders, f'configs/{rel}/ has configs but no recipes.py'
 
