@@ -4,6 +4,7 @@ _base_ = ['./wrn16-2_cifar100.py', './_base_/nkd_cifar100.py']
 
 model = dict(
     _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
-    teacher='{{fileDirname}}/wrn40-2_cifar100.py', teacher_ckpt='work_dirs/wrn40-2_cifar100/epoch_240.pth',
+    teacher='{{fileDirname}}/wrn40-2_cifar100.py',
+    teacher_ckpt='work_dirs/wrn40-2_cifar100/epoch_240.pth',
     teacher_forward='tensor', student_taps=_base_.nkd_cifar100.taps,
     teacher_taps=_base_.nkd_cifar100.taps, distill_losses=_base_.nkd_cifar100.losses)

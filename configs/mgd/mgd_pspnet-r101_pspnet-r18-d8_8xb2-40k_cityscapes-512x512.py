@@ -1,11 +1,11 @@
-# MGD: PSPNet-R101 teacher -> PSPNet-R18 student on Cityscapes, 512x512 crops, 40k iterations: the
-# authors' recipe (yzd-v/MGD seg/configs/distillers/mgd/psp_r101_distill_psp_r18_40k_512x512_city.py),
-# official README: 69.85 -> 73.63 mIoU; without the logit term (the `_mgd-only` config) about 1.5 less.
-# Student: the authors' PSPNet-R18-D8 512x512 40k recipe (see _base_/pspnet_r18-d8_...py; SGD lr 0.01,
-# poly lr, batch 2 per GPU). Distillation (see _base_/mgd_cityscapes-512x512.py): MGD on the last
-# backbone stage (1x1 align 512 -> 2048, spatial mask lambda_mgd 0.75, alpha_mgd 2e-5) plus the
-# channel-wise divergence of the decode heads' logits (tau 4, weight 3). The teacher runs its backbone
-# and decode head (teacher_forward='tensor'; never its auxiliary head or losses).
+# MGD: PSPNet-R101 teacher -> PSPNet-R18 student on Cityscapes, 512x512 crops, 40k iterations:
+# the authors' recipe (yzd-v/MGD seg/configs/distillers/mgd/psp_r101_distill_psp_r18_40k_512x512_city.py),
+# authors' README: 69.85 -> 73.63 mIoU; MGD only (`_mgd-only`): ~1.5 less in a reproduction (MGD#13).
+# Student: the authors' PSPNet-R18-D8 512x512 40k recipe (_base_/pspnet_r18-d8_8xb2-40k_cityscapes-
+# 512x512.py: SGD lr 0.01, poly lr, 2 images per GPU). Distillation (_base_/mgd_cityscapes-512x512.py):
+# MGD on the last backbone stage (1x1 align 512 -> 2048, spatial mask lambda_mgd 0.75, alpha_mgd
+# 2e-5) plus the channel-wise divergence of the decode heads' logits (tau 4, weight 3). The teacher
+# runs its backbone and decode head (teacher_forward='tensor'; never its auxiliary head or losses).
 #
 # Teacher weights (official mmseg model zoo, 78.34 mIoU):
 #   https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/

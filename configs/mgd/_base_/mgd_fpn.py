@@ -1,6 +1,6 @@
 custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
 
-# MGD distiller blocks for FPN detectors (paper Sec. 4.2; official: yzd-v/MGD det/configs/distillers/mgd/):
+# MGD distiller blocks for FPN detectors (official: yzd-v/MGD det/configs/distillers/mgd/):
 # one tap per FPN output (neck output i, 256 channels), one MGDConnector (spatial mask, its own
 # generation block) and one MGDLoss per level. A config picks a block and states only what differs:
 #   student_taps=_base_.mgd_fpn5.taps, teacher_taps=_base_.mgd_fpn5.taps,
