@@ -175,9 +175,14 @@ def _paper_configs():
 def test_resolved_config_equals_its_record(recipes, name):
     records, _ = load_recipes(recipes)
     path = osp.join(osp.dirname(recipes), name)
-    cfg = resolved(path)
+    wrong = differences(resolved(path), records[name])
+    assert not wrong, f'{osp.relpath(path, REPO)} differs from its recipe record:\n' + '\n'.join(wrong)
+
+
+def differences(cfg: dict, record: dict):
+    """One line per recorded key whose resolved value differs (or is absent)."""
     wrong = []
-    for key, entry in records[name].items():
+    for key, entry in record.items():
         got = lookup(cfg, key)
         want = _plain(entry['value'])
         if got is _MISSING:
@@ -185,7 +190,26 @@ def test_resolved_config_equals_its_record(recipes, name):
                          f'(source: {entry["source"]})')
         elif got != want:
             wrong.append(f'  {key}: recorded {want!r}, resolved {got!r} (source: {entry["source"]})')
-    assert not wrong, f'{osp.relpath(path, REPO)} differs from its recipe record:\n' + '\n'.join(wrong)
+    return wrong
+
+
+def test_a_drifted_config_is_reported_by_key(tmp_path):
+    """A record check on a two-file config: inherited values count, drift and absence are named."""
+    (tmp_path / 'base.py').write_text(
+        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01))\n"
+        "pipeline = [dict(type='Load'), dict(type='Crop', crop_size=(512, 512))]\n")
+    (tmp_path / 'child.py').write_text("_base_ = ['./base.py']\n"
+                                       "optim_wrapper = dict(optimizer=dict(lr=0.02))\n")
+    cfg = resolved(str(tmp_path / 'child.py'))
+    src = 'owner/repo: file.py lr'
+    ok = {'optim_wrapper.optimizer.type': dict(value='SGD', source=src),
+          'pipeline.1.crop_size': dict(value=(512, 512), source=src)}
+    assert differences(cfg, ok) == []
+    bad = differences(cfg, {'optim_wrapper.optimizer.lr': dict(value=0.01, source=src),
+                            'pipeline.2.crop_size': dict(value=(512, 512), source=src)})
+    assert bad == [f'  optim_wrapper.optimizer.lr: recorded 0.01, resolved 0.02 (source: {src})',
+                   '  pipeline.2.crop_size: recorded [512, 512], resolved config has no such key '
+                   f'(source: {src})']
 
 
 def test_top_level_entry_configs_alias_a_recorded_config():
