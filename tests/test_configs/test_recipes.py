@@ -41,10 +41,11 @@ def load_recipes(path: str):
 
 @pytest.fixture(scope='module', autouse=True)
 def _parse_each_file_once():
-    """Each config file (paper configs and the ``_base_`` files they share, upstream ones included)
-    is parsed by mmengine once per test module instead of once per inheriting config, and each
-    ``pkg::`` base is located once: ~100 configs resolve in seconds. The parse of a file depends on nothing but the file (its own
-    bases, ``{{fileDirname}}`` of itself), so its result is reused (deep-copied)."""
+    """Each config file (paper configs and the ``_base_`` files they share, upstream ones
+    included) is parsed by mmengine once per test module instead of once per inheriting config,
+    and each ``pkg::`` base is located once: ~100 configs resolve in seconds. The parse of a file
+    depends on nothing but the file (its own bases, ``{{fileDirname}}`` of itself), so its result
+    is reused (deep-copied)."""
     import copy
 
     import mmkd_plugins  # noqa: F401  (installs its 'mmkd_plugins::' prefix before the wrap below)
@@ -176,7 +177,8 @@ def test_resolved_config_equals_its_record(recipes, name):
     records, _ = load_recipes(recipes)
     path = osp.join(osp.dirname(recipes), name)
     wrong = differences(resolved(path), records[name])
-    assert not wrong, f'{osp.relpath(path, REPO)} differs from its recipe record:\n' + '\n'.join(wrong)
+    assert not wrong, (f'{osp.relpath(path, REPO)} differs from its recipe record:\n'
+                       + '\n'.join(wrong))
 
 
 def differences(cfg: dict, record: dict):
@@ -189,7 +191,8 @@ def differences(cfg: dict, record: dict):
             wrong.append(f'  {key}: recorded {want!r}, resolved config has no such key '
                          f'(source: {entry["source"]})')
         elif got != want:
-            wrong.append(f'  {key}: recorded {want!r}, resolved {got!r} (source: {entry["source"]})')
+            wrong.append(f'  {key}: recorded {want!r}, resolved {got!r} '
+                         f'(source: {entry["source"]})')
     return wrong
 
 

@@ -13,7 +13,8 @@ def channel_wise_divergence(preds_S: torch.Tensor, preds_T: torch.Tensor, tau: f
     Each channel of each image is turned into a distribution over its ``H * W`` positions at
     temperature ``tau``::
 
-        p_T(n, c) = softmax(T[n, c].flatten() / tau)      q_S(n, c) = softmax(S[n, c].flatten() / tau)
+        p_T(n, c) = softmax(T[n, c].flatten() / tau)
+        q_S(n, c) = softmax(S[n, c].flatten() / tau)
         L = loss_weight * tau^2 / (C * N) * sum_{n, c} KL(p_T(n, c) || q_S(n, c))
           = loss_weight * tau^2 / (C * N) * sum_{n, c, i} p_T * (log p_T - log q_S)
 
@@ -30,9 +31,9 @@ def channel_wise_divergence(preds_S: torch.Tensor, preds_T: torch.Tensor, tau: f
         raise ValueError(f'channel-wise divergence: expected (N, C, H, W) logits, got shape '
                          f'{tuple(preds_S.shape)}')
     if preds_S.shape != preds_T.shape:
-        raise ValueError(f'channel-wise divergence: student logits {tuple(preds_S.shape)} and teacher '
-                         f'logits {tuple(preds_T.shape)} differ: both decode heads must predict the '
-                         'same classes at the same output stride')
+        raise ValueError(f'channel-wise divergence: student logits {tuple(preds_S.shape)} and '
+                         f'teacher logits {tuple(preds_T.shape)} differ: both decode heads must '
+                         'predict the same classes at the same output stride')
     if tau <= 0:
         raise ValueError(f'channel-wise divergence: tau must be > 0, got {tau}')
     n, c, h, w = preds_S.shape
