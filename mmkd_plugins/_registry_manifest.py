@@ -35,6 +35,7 @@ MANIFEST = (
     ('MODELS', 'BiCTTransformLoss', 'mmkd_plugins.models.losses.compatible'),
     ('MODELS', 'BiCTTransformStudent', 'mmkd_plugins.models.compatible.wrapper'),
     ('MODELS', 'BiCTTransformation', 'mmkd_plugins.models.compatible.bict'),
+    ('MODELS', 'ChannelWiseDivergenceLoss', 'mmkd_plugins.models.losses.cwd'),
     ('MODELS', 'CifarResNet', 'mmkd_plugins.models.backbones.cifar_resnet'),
     ('MODELS', 'CifarVGG', 'mmkd_plugins.models.backbones.cifar_vgg'),
     ('MODELS', 'CifarWideResNet', 'mmkd_plugins.models.backbones.cifar_wrn'),

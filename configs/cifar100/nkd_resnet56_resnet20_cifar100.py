@@ -1,18 +1,10 @@
 # NKD: ResNet-56 teacher -> ResNet-20 student on CIFAR-100 (tau 3.0, gamma 3.5, the
 # paper's CIFAR-100 setting). Train the teacher first with resnet56_cifar100.py.
-_base_ = ['./resnet20_cifar100.py']
+_base_ = ['./resnet20_cifar100.py', './_base_/nkd_cifar100.py']
 
 model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
+    _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
     teacher='{{fileDirname}}/resnet56_cifar100.py',
     teacher_ckpt='work_dirs/resnet56_cifar100/epoch_240.pth',
-    teacher_forward='tensor',
-    student_taps=dict(logits='head.fc'),
-    teacher_taps=dict(logits='head.fc'),
-    distill_losses=dict(
-        loss_nkd=dict(
-            type='NKDLoss', tau=3.0, gamma=3.5, loss_weight=1.0,
-            inputs=dict(student_logits='student.logits', teacher_logits='teacher.logits',
-                        target='gt_labels'))))
+    teacher_forward='tensor', student_taps=_base_.nkd_cifar100.taps,
+    teacher_taps=_base_.nkd_cifar100.taps, distill_losses=_base_.nkd_cifar100.losses)

@@ -2,11 +2,5 @@
 _base_ = ['./_base_/cifar100_bs64_240e.py']
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(type='CifarResNet', depth=20, stem_channels=16, stage_channels=(16, 32, 64)),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=100,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+    head=dict(in_channels=64))

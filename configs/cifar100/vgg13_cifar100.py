@@ -3,11 +3,5 @@
 _base_ = ['./_base_/cifar100_bs64_240e.py']
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(type='CifarVGG', depth=13),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=100,
-        in_channels=512,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+    head=dict(in_channels=512))

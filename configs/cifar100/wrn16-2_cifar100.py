@@ -2,11 +2,5 @@
 _base_ = ['./_base_/cifar100_bs64_240e.py']
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(type='CifarWideResNet', depth=16, widen_factor=2),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=100,
-        in_channels=128,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+    head=dict(in_channels=128))

@@ -1,11 +1,4 @@
-_base_ = [
-    './_base_/models/hyp2_alexnet.py', './_base_/datasets/flickr25k.py',
-    './_base_/schedules/hyp2_sgd_100e.py', 'mmpretrain::_base_/default_runtime.py'
-]
-custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+_base_ = ['./_base_/hyp2_alexnet_1xb100-100e.py', './_base_/datasets/flickr25k.py']
 
 # 48-bit codes, 38 classes; the margin comes from the official (bits, classes) table
 model = dict(head=dict(hash_bits=48, num_classes=38))
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2, save_best='auto'))

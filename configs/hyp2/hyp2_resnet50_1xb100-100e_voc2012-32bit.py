@@ -1,16 +1,4 @@
-_base_ = [
-    './_base_/models/hyp2_resnet50.py', './_base_/datasets/voc2012.py',
-    './_base_/schedules/hyp2_sgd_100e.py', 'mmpretrain::_base_/default_runtime.py'
-]
-custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+_base_ = ['./_base_/hyp2_resnet50_1xb100-100e.py', './_base_/datasets/voc2012.py']
 
 # 32-bit codes, 20 classes; the margin comes from the official (bits, classes) table
 model = dict(head=dict(hash_bits=32, num_classes=20))
-# ResNet-50: lr 0.02 for the network and the proxies. This is the official code's rate for its
-# GoogLeNet (Inception-v3, 448 px) backbone, applied here to ResNet-50 by our choice: the official
-# code sets no network lr for its 'resnet' option (selecting it stops with a NameError).
-optim_wrapper = dict(optimizer=dict(lr=0.02),
-                     paramwise_cfg=dict(custom_keys={'loss_module.proxies': dict(lr_mult=1.0)}))
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2, save_best='auto'))

@@ -10,41 +10,16 @@
 #   cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco/
 #   cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco-e75f90c8.pth
 # put into checkpoints/ or set --cfg-options model.teacher_ckpt=PATH.
-_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py']
-custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py', './_base_/mgd_fpn.py']
 
 model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
+    _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
     teacher='mmdet::dcn/cascade-mask-rcnn_x101-32x4d-dconv-c3-c5_fpn_1x_coco.py',
     # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
     # set --cfg-options model.teacher_ckpt=checkpoints/cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco-e75f90c8.pth
     teacher_ckpt='https://download.openmmlab.com/mmdetection/v2.0/dcn/cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco/cascade_mask_rcnn_x101_32x4d_fpn_dconv_c3-c5_1x_coco-e75f90c8.pth',
     teacher_forward='extract_feat',
-    student_taps=dict(
-        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
-        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3)),
-    teacher_taps=dict(
-        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
-        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3)),
-    connectors=dict(
-        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.45),
-        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.45),
-        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.45),
-        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.45)),
-    distill_losses=dict(
-        loss_mgd_fpn0=dict(type='MGDLoss', alpha_mgd=5e-7,
-                           inputs=dict(preds_S='mgd0(student.fpn0)', preds_T='teacher.fpn0')),
-        loss_mgd_fpn1=dict(type='MGDLoss', alpha_mgd=5e-7,
-                           inputs=dict(preds_S='mgd1(student.fpn1)', preds_T='teacher.fpn1')),
-        loss_mgd_fpn2=dict(type='MGDLoss', alpha_mgd=5e-7,
-                           inputs=dict(preds_S='mgd2(student.fpn2)', preds_T='teacher.fpn2')),
-        loss_mgd_fpn3=dict(type='MGDLoss', alpha_mgd=5e-7,
-                           inputs=dict(preds_S='mgd3(student.fpn3)', preds_T='teacher.fpn3'))))
+    student_taps=_base_.mgd_fpn4_rcnn.taps, teacher_taps=_base_.mgd_fpn4_rcnn.taps,
+    connectors=_base_.mgd_fpn4_rcnn.connectors, distill_losses=_base_.mgd_fpn4_rcnn.losses)
 
 optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

@@ -13,48 +13,17 @@
 #   reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco/
 #   reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco_20200329-f87da1ea.pth
 # put into checkpoints/ or set --cfg-options model.teacher_ckpt=PATH.
-_base_ = ['mmdet::reppoints/reppoints-moment_r50_fpn-gn_head-gn_2x_coco.py']
-custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+_base_ = ['mmdet::reppoints/reppoints-moment_r50_fpn-gn_head-gn_2x_coco.py', './_base_/mgd_fpn.py']
 
 model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
+    _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
     teacher='mmdet::reppoints/reppoints-moment_x101-dconv-c3-c5_fpn-gn_head-gn_2x_coco.py',
     # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
     # set --cfg-options model.teacher_ckpt=checkpoints/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck+head_2x_coco_20200329-f87da1ea.pth
     teacher_ckpt='https://download.openmmlab.com/mmdetection/v2.0/reppoints/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco/reppoints_moment_x101_fpn_dconv_c3-c5_gn-neck%2Bhead_2x_coco_20200329-f87da1ea.pth',
     teacher_forward='extract_feat',
-    student_taps=dict(
-        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
-        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3),
-        fpn4=dict(module='neck', idx=4)),
-    teacher_taps=dict(
-        fpn0=dict(module='neck', idx=0), fpn1=dict(module='neck', idx=1),
-        fpn2=dict(module='neck', idx=2), fpn3=dict(module='neck', idx=3),
-        fpn4=dict(module='neck', idx=4)),
-    connectors=dict(
-        mgd0=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65),
-        mgd1=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65),
-        mgd2=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65),
-        mgd3=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65),
-        mgd4=dict(type='MGDConnector', student_channels=256, teacher_channels=256,
-                  lambda_mgd=0.65)),
-    distill_losses=dict(
-        loss_mgd_fpn0=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd0(student.fpn0)', preds_T='teacher.fpn0')),
-        loss_mgd_fpn1=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd1(student.fpn1)', preds_T='teacher.fpn1')),
-        loss_mgd_fpn2=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd2(student.fpn2)', preds_T='teacher.fpn2')),
-        loss_mgd_fpn3=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd3(student.fpn3)', preds_T='teacher.fpn3')),
-        loss_mgd_fpn4=dict(type='MGDLoss', alpha_mgd=2e-5,
-                           inputs=dict(preds_S='mgd4(student.fpn4)', preds_T='teacher.fpn4'))),
+    student_taps=_base_.mgd_fpn5.taps, teacher_taps=_base_.mgd_fpn5.taps,
+    connectors=_base_.mgd_fpn5.connectors, distill_losses=_base_.mgd_fpn5.losses,
     init_student=dict(neck='neck', bbox_head='bbox_head'))
 
 optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

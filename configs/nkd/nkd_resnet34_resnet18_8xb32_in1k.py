@@ -4,22 +4,15 @@
 # Teacher weights: mmpretrain's resnet34_8xb32_in1k_20210831-f257d4e6, from
 #   https://download.openmmlab.com/mmclassification/v0/resnet/
 # into checkpoints/ (or set --cfg-options model.teacher_ckpt=PATH).
-_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
+_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py', './_base_/nkd_in1k.py']
 custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
 
 model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
+    _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
     teacher='mmpretrain::resnet/resnet34_8xb32_in1k.py',
     # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
     # set --cfg-options model.teacher_ckpt=checkpoints/resnet34_8xb32_in1k_20210831-f257d4e6.pth
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth',
     teacher_forward='tensor',
-    student_taps=dict(logits='head.fc'),
-    teacher_taps=dict(logits='head.fc'),
-    distill_losses=dict(
-        loss_nkd=dict(
-            type='NKDLoss', tau=1.0, gamma=1.5, loss_weight=1.0,
-            inputs=dict(student_logits='student.logits', teacher_logits='teacher.logits',
-                        target='gt_labels'))))
+    student_taps=_base_.nkd_in1k.taps, teacher_taps=_base_.nkd_in1k.taps,
+    distill_losses=_base_.nkd_in1k.losses)

@@ -1,47 +1,7 @@
 # ViTKD + NKD: DeiT III-L teacher -> DeiT-Base student on ImageNet-1k.
 # Paper (top-1): 81.76 -> 83.46 (ViTKD) -> 85.41 (ViTKD + NKD).
-# The student recipe (300 epochs, AdamW, Mixup/CutMix, label smoothing) is mmpretrain's,
-# inherited unchanged; the teacher runs up to its logits (NKD needs them).
-# Taps (mmpretrain VisionTransformer / DeiT3): blocks 0 and 1 ("low", mimicked through one Linear
-# each) and the last block after the final LayerNorm `backbone.ln1` ("high", masked generation).
-# ViTKDLoss drops the cls token (student_prefix_tokens / teacher_prefix_tokens = 1); student and
-# teacher both use 224x224 inputs with 16x16 patches (a 14x14 token grid).
-# Teacher weights: mmpretrain's deit3-large-p16_in21k-pre_3rdparty_in1k (ImageNet-21k pre-trained,
-# fine-tuned on ImageNet-1k, top-1 86.97), the checkpoint the official ViTKD configs use.
-_base_ = ['mmpretrain::deit/deit-base_16xb64_in1k.py']
-custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
+# The ViTKD config of the same pair (inherited: teacher, taps, ViTKDLoss, student recipe)
+# plus NKD on the logits (tau 1.0, gamma 1.0); the teacher runs up to its logits.
+_base_ = ['./vitkd_deit3-large_deit-base_16xb64_in1k.py']
 
-model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
-    teacher='mmpretrain::deit3/deit3-large-p16_64xb64_in1k.py',
-    # the official download URL; offline, download it once and pass the local file instead:
-    #   --cfg-options model.teacher_ckpt=checkpoints/deit3-large-p16_in21k-pre_3rdparty_in1k_20221009-d8d27084.pth
-    teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/deit3/deit3-large-p16_in21k-pre_3rdparty_in1k_20221009-d8d27084.pth',
-    teacher_forward='tensor',
-    student_taps=dict(
-        low0='backbone.layers.0',
-        low1='backbone.layers.1',
-        high='backbone.ln1',
-        logits='head.layers.head',
-    ),
-    teacher_taps=dict(
-        low0='backbone.layers.0',
-        low1='backbone.layers.1',
-        high='backbone.ln1',
-        logits='head.layers.head',
-    ),
-    distill_losses=dict(
-        loss_vitkd=dict(
-            type='ViTKDLoss', student_dims=768, teacher_dims=1024,
-            alpha_vitkd=3e-5, beta_vitkd=3e-6, lambda_vitkd=0.5,
-            inputs=dict(student_low_0='student.low0', teacher_low_0='teacher.low0',
-                        student_low_1='student.low1', teacher_low_1='teacher.low1',
-                        student_high='student.high', teacher_high='teacher.high')),
-        loss_nkd=dict(
-            type='NKDLoss', tau=1.0, gamma=1.0, loss_weight=1.0,
-            inputs=dict(student_logits='student.logits', teacher_logits='teacher.logits',
-                        target='gt_labels'))))
-# the generator's mask token is not weight-decayed (like cls_token / pos_embed upstream)
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'.mask_token': dict(decay_mult=0.0)}))
+model = _base_.vitkd.with_nkd

@@ -21,7 +21,8 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONFIG_DIRS = ['configs/nkd', 'configs/vitkd', 'configs/mgd/cls', 'configs/cifar100']
 CONFIGS = sorted(
-    osp.relpath(p, REPO) for d in CONFIG_DIRS for p in glob.glob(osp.join(REPO, d, '*.py')))
+    osp.relpath(p, REPO) for d in CONFIG_DIRS for p in glob.glob(osp.join(REPO, d, '*.py'))
+    if osp.basename(p) != 'recipes.py')  # recipes.py: the recipe record, not a config
 
 # big ViT pairs: build on the meta device only
 META_ONLY = ('deit3-base_deit-small', 'deit3-large_deit-base')

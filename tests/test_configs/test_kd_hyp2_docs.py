@@ -63,10 +63,15 @@ def test_hyp2_model_zoo_names_the_papers_backbone():
 def test_hyp2_resnet50_lr_not_attributed_to_the_official_code():
     configs = sorted(glob.glob(osp.join(REPO, 'configs', 'hyp2', 'hyp2_resnet50_*.py')))
     assert len(configs) == 20
+    # the ResNet-50 configs inherit their lr (and the note on where it comes from) from one base
+    base = osp.join(REPO, 'configs', 'hyp2', '_base_', 'hyp2_resnet50_1xb100-100e.py')
     for path in configs:
         text = open(path).read()
         assert 'as the official code' not in text, path
-        assert 'GoogLeNet' in text and 'NameError' in text, path
+        assert "'./_base_/hyp2_resnet50_1xb100-100e.py'" in text and 'lr=' not in text, path
+    text = open(base).read()
+    assert 'as the official code' not in text
+    assert 'GoogLeNet' in text and 'NameError' in text and 'lr=0.02' in text
     readme = _read('configs', 'hyp2', 'README.md')
     assert 'ResNet-50: both 0.02, as in the official code' not in readme
     assert 'ResNet-50: both 0.02, our choice' in readme

@@ -4,7 +4,9 @@ Each config is loaded as users load it, the distiller is built with the real stu
 (pretrained inits removed, the teacher checkpoint replaced by random weights; reading any
 checkpoint fails the test), the paper's settings are checked against the spec table, connector
 channels against the built models, and one training forward at full width runs on a small
-random batch (MGD losses finite, the teacher stopped after its last tap).
+random batch (MGD losses finite, the teacher stopped after its last tap). The Cityscapes configs
+add the channel-wise divergence of the decode heads' logits (the authors' recipe; the teacher runs
+its decode head for it), except the ``_mgd-only`` variants.
 """
 import copy
 import glob
@@ -22,7 +24,8 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 MGD = osp.join(REPO, 'configs', 'mgd')
-CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(MGD, '*.py')))
+CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(MGD, '*.py'))
+                 if osp.basename(p) != 'recipes.py')  # the recipe record, not a config
 
 # name -> (levels, alpha_mgd, lambda_mgd, init_student, student channels, teacher channels,
 #          teacher type, input side for the forward check)
@@ -36,13 +39,14 @@ EXPECTED = {
         (4, 5e-7, 0.45, {}, 256, 256, 'CascadeRCNN', 96),
     'mgd_cascade-mask-rcnn-x101-dconv_mask-rcnn-r50_fpn_2x_coco.py':
         (4, 5e-7, 0.45, {}, 256, 256, 'CascadeRCNN', 96),
-    'mgd_solo-r101_solo-r50_fpn_2x_coco.py':
+    'mgd_solo-r101_solo-r50_fpn_1x_coco.py':
         (4, 2e-5, 0.65, dict(neck='neck', mask_head='mask_head'), 256, 256, 'SOLO', 64),
-    'mgd_pspnet-r101_pspnet-r18-d8_4xb2-40k_cityscapes-512x1024.py':
-        (1, 2e-5, 0.75, {}, 512, 2048, 'EncoderDecoder', 64),
-    'mgd_pspnet-r101_deeplabv3-r18-d8_4xb2-40k_cityscapes-512x1024.py':
-        (1, 2e-5, 0.75, {}, 512, 2048, 'EncoderDecoder', 64),
 }
+for _student in ('pspnet', 'deeplabv3'):
+    for _variant in ('', '_mgd-only'):
+        EXPECTED[f'mgd_pspnet-r101_{_student}-r18-d8_8xb2-40k_cityscapes-512x512{_variant}.py'] = (
+            1, 2e-5, 0.75, {}, 512, 2048, 'EncoderDecoder', 64)
+SCHEDULES = {'mgd_solo-r101_solo-r50_fpn_1x_coco.py': (12, [8, 11])}  # others: 2x, (24, [16, 22])
 
 
 def test_config_list_complete():
@@ -73,6 +77,18 @@ def no_checkpoint_loading(monkeypatch):
     monkeypatch.setattr(ckpt_mod.CheckpointLoader, 'load_checkpoint', refuse)
     monkeypatch.setattr(ckpt_mod, 'load_checkpoint', refuse)
     monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', refuse)
+
+
+def _chain_text(path):
+    """The text of a config and of its local base files (``./...``), config first."""
+    text = open(path).read()
+    m = re.search(r"^_base_ = (\[.*?\]|'[^']*')", text, re.S | re.M)
+    bases = eval(m.group(1)) if m else []  # a literal list / string of file names
+    bases = [bases] if isinstance(bases, str) else bases
+    for base in bases:
+        if base.startswith('./'):
+            text += _chain_text(osp.join(osp.dirname(path), base))
+    return text
 
 
 def _strip_pretrained(cfg):
@@ -111,7 +127,7 @@ def _seg_batch(model, h, w):
 def test_mgd_config_builds_and_runs(name, no_checkpoint_loading):
     levels, alpha, lam, init_student, c_s, c_t, teacher_type, side = EXPECTED[name]
     path = osp.join(MGD, name)
-    text = open(path).read()
+    text = _chain_text(path)  # the config, then its local bases
     cfg = Config.fromfile(path)
     seg = 'cityscapes' in name
 
@@ -126,28 +142,42 @@ def test_mgd_config_builds_and_runs(name, no_checkpoint_loading):
         assert osp.basename(ckpt).replace('%2B', '+') in text.replace('%2B', '+').split(
             'teacher_ckpt=')[0], 'the comment must name the file for offline use'
     assert cfg.model.teacher.startswith('mmseg::' if seg else 'mmdet::')
-    assert cfg.model.teacher_forward == 'extract_feat'
+    cwd = seg and not name.endswith('_mgd-only.py')  # + logit distillation: the teacher's decode head
+    assert cfg.model.teacher_forward == ('tensor' if cwd else 'extract_feat')
 
     # the paper's settings
     m = cfg.model
-    assert len(m.student_taps) == len(m.teacher_taps) == len(m.connectors) == levels
-    assert len(m.distill_losses) == levels
-    for loss in m.distill_losses.values():
+    assert len(m.student_taps) == len(m.teacher_taps) == levels + cwd
+    assert len(m.connectors) == levels
+    assert len(m.distill_losses) == levels + cwd
+    if cwd:
+        assert m.student_taps.logits == m.teacher_taps.logits == 'decode_head.conv_seg'
+        loss = m.distill_losses.loss_cwd
+        assert (loss.type, loss.tau, loss.loss_weight) == ('ChannelWiseDivergenceLoss', 4.0, 3.0)
+        assert dict(loss.inputs) == dict(preds_S='student.logits', preds_T='teacher.logits')
+    for key, loss in m.distill_losses.items():
+        if key == 'loss_cwd':
+            continue
         assert loss.type == 'MGDLoss' and loss.alpha_mgd == alpha
         assert re.fullmatch(r'(\w+)\(student\.(\w+)\)', loss.inputs.preds_S)
     for conn in m.connectors.values():
         assert conn.type == 'MGDConnector' and conn.lambda_mgd == lam
         assert conn.get('mask_type', 'spatial') == 'spatial'
         assert (conn.student_channels, conn.teacher_channels) == (c_s, c_t)
-    taps = [(t.module, t.idx) for t in m.student_taps.values()]
+    taps = [(t.module, t.idx) for t in m.student_taps.values() if not isinstance(t, str)]
     assert taps == ([('backbone', -1)] if seg else [('neck', i) for i in range(levels)])
-    assert [(t.module, t.idx) for t in m.teacher_taps.values()] == taps
+    assert [(t.module, t.idx) for t in m.teacher_taps.values() if not isinstance(t, str)] == taps
     assert dict(m.get('init_student') or {}) == init_student
     if seg:
         assert cfg.train_cfg.max_iters == 40000 and cfg.param_scheduler[-1].end == 40000
+        # the authors' cityscapes_512x512 data: 512x512 crops of images resized at 0.5-2.0 x 2048x1024
+        crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomCrop'][0]
+        assert tuple(crop.crop_size) == (512, 512) and crop.cat_max_ratio == 0.75
+        assert tuple(m.student.data_preprocessor.size) == (512, 512)
     else:
-        assert cfg.train_cfg.max_epochs == 24
-        assert cfg.param_scheduler[-1].milestones == [16, 22]
+        epochs, milestones = SCHEDULES.get(name, (24, [16, 22]))
+        assert cfg.train_cfg.max_epochs == epochs
+        assert cfg.param_scheduler[-1].milestones == milestones
         assert cfg.optim_wrapper.clip_grad.max_norm == 35
 
     # build at full size: pretrained inits removed, random teacher
@@ -175,6 +205,9 @@ def test_mgd_config_builds_and_runs(name, no_checkpoint_loading):
     calls = []
     for child_name, child in model.teacher.named_children():
         child.register_forward_pre_hook(lambda mod, a, n=child_name: calls.append(n))
+    if seg:  # mmseg calls decode_head.forward directly: watch its classifier
+        model.teacher.decode_head.conv_seg.register_forward_pre_hook(
+            lambda mod, a: calls.append('decode_head.conv_seg'))
     model.train()
     if seg:
         data = _seg_batch(model, side, 2 * side)
@@ -183,5 +216,29 @@ def test_mgd_config_builds_and_runs(name, no_checkpoint_loading):
         data = _det_batch(model, side, with_mask)
     losses = model(**data, mode='loss')
     distill = {k: v for k, v in losses.items() if k.startswith('distill.')}
-    assert len(distill) == levels and all(torch.isfinite(v) and v > 0 for v in distill.values())
-    assert calls == (['backbone'] if seg else ['backbone', 'neck'])
+    assert len(distill) == levels + cwd
+    assert all(torch.isfinite(v) and v > 0 for v in distill.values())
+    # the teacher: backbone (+ neck), and its decode head only for the logit term; never the
+    # auxiliary head, the detection heads or any loss
+    if seg:
+        assert calls == (['backbone', 'decode_head.conv_seg'] if cwd else ['backbone'])
+    else:
+        assert calls == ['backbone', 'neck']
+
+
+def test_retinanet_teacher_is_mmdets_multiscale_3x_checkpoint():
+    """The authors' RetinaNet teacher: mmdet's multi-scale 3x X101-64x4d; config and URL as listed
+    in mmdet's own model index (metafile)."""
+    import mmdet
+    metafile = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'retinanet', 'metafile.yml')
+    if not osp.isfile(metafile):
+        pytest.skip(f'mmdet installed without its model index ({metafile})')
+    yaml = pytest.importorskip('yaml')
+    with open(metafile) as f:
+        models = {m['Name']: m for m in yaml.safe_load(f)['Models']}
+    entry = models['retinanet_x101-64x4d_fpn_ms-640-800-3x_coco']
+    assert entry['Metadata']['Epochs'] == 36
+    cfg = Config.fromfile(osp.join(MGD, 'mgd_retinanet-x101-64x4d_retinanet-r50_fpn_2x_coco.py'))
+    assert cfg.model.teacher == 'mmdet::' + entry['Config'][len('configs/'):]
+    assert cfg.model.teacher_ckpt == entry['Weights']
+    assert 'mstrain_3x' in cfg.model.teacher_ckpt

@@ -50,6 +50,8 @@ def entry_configs() -> List[str]:
         rel = osp.relpath(path, CONFIG_ROOT)
         if any(part.startswith('_') for part in rel.split(os.sep)):
             continue
+        if osp.basename(rel) == 'recipes.py':  # the recipe record beside the configs
+            continue
         out.append(osp.relpath(path, REPO))
     return sorted(out)
 

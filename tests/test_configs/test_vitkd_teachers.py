@@ -14,7 +14,8 @@ import re
 import pytest
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'vitkd', '*.py')))
+CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', 'vitkd', '*.py'))
+                 if osp.basename(p) != 'recipes.py')
 URL_ROOT = 'https://download.openmmlab.com/mmclassification/v0/deit3/'
 # teacher size -> checkpoint of the official ViTKD configs (deit-{s3,b3,l3}_distill_deit-*_img.py)
 OFFICIAL = {
@@ -24,15 +25,31 @@ OFFICIAL = {
 }
 
 
-def _model_kwargs(path):
-    """``teacher`` and ``teacher_ckpt`` of the config's ``model = dict(...)``, read with ast."""
+def _teacher_file(path):
+    """The config file that names the teacher: ``path`` itself, or (ViTKD + NKD configs, which
+    inherit their ViTKD config) the local ``_base_`` file, followed until a ``model = dict(...)``
+    with ``teacher`` is found."""
     tree = ast.parse(open(path).read())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == 'model' for t in node.targets):
-            return {kw.arg: ast.literal_eval(kw.value) for kw in node.value.keywords
-                    if kw.arg in ('teacher', 'teacher_ckpt')}
+            if isinstance(node.value, ast.Call) and any(
+                    kw.arg == 'teacher' for kw in node.value.keywords):
+                return path, node.value
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
+            local = [b for b in ast.literal_eval(node.value) if b.startswith('./')]
+            assert len(local) == 1, f'{path}: no model = dict(teacher=...) and no local _base_'
+            return _teacher_file(osp.join(osp.dirname(path), local[0]))
     raise AssertionError(f'{path}: no model = dict(...)')
+
+
+def _model_kwargs(path):
+    """``teacher`` and ``teacher_ckpt`` of the config's ``model = dict(...)``, read with ast."""
+    _, call = _teacher_file(path)
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords
+            if kw.arg in ('teacher', 'teacher_ckpt')}
 
 
 def test_six_vitkd_configs():
@@ -47,7 +64,7 @@ def test_teacher_is_official_in21k_checkpoint(path):
     assert kwargs['teacher_ckpt'] == URL_ROOT + OFFICIAL[size]
     assert '_in21k-pre_3rdparty_in1k_' in kwargs['teacher_ckpt']
     # the config says how to run offline: the same file name as a local path
-    assert f'model.teacher_ckpt=checkpoints/{OFFICIAL[size]}' in open(path).read()
+    assert f'model.teacher_ckpt=checkpoints/{OFFICIAL[size]}' in open(_teacher_file(path)[0]).read()
 
 
 def _deit3_metafile():

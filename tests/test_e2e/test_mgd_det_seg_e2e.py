@@ -50,16 +50,21 @@ FAMILIES = {  # family: (distillation config, the student's upstream config, dis
                     'mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py', 4),
     'mask_rcnn': ('mgd_cascade-mask-rcnn-x101-dconv_mask-rcnn-r50_fpn_2x_coco.py',
                   'mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py', 4),
-    'solo': ('mgd_solo-r101_solo-r50_fpn_2x_coco.py', 'mmdet::solo/solo_r50_fpn_1x_coco.py', 4),
-    'pspnet': ('mgd_pspnet-r101_pspnet-r18-d8_4xb2-40k_cityscapes-512x1024.py',
-               'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', 1),
-    'deeplabv3': ('mgd_pspnet-r101_deeplabv3-r18-d8_4xb2-40k_cityscapes-512x1024.py',
-                  'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py', 1),
+    'solo': ('mgd_solo-r101_solo-r50_fpn_1x_coco.py', 'mmdet::solo/solo_r50_fpn_1x_coco.py', 4),
+    # segmentation: the student's recipe is the authors' R18-D8 512x512 one (configs/mgd/_base_/)
+    'pspnet': ('mgd_pspnet-r101_pspnet-r18-d8_8xb2-40k_cityscapes-512x512.py',
+               osp.join(MGD, '_base_', 'pspnet_r18-d8_8xb2-40k_cityscapes-512x512.py'), 1),
+    'deeplabv3': ('mgd_pspnet-r101_deeplabv3-r18-d8_8xb2-40k_cityscapes-512x512.py',
+                  osp.join(MGD, '_base_', 'deeplabv3_r18-d8_8xb2-40k_cityscapes-512x512.py'), 1),
+    'pspnet_mgd-only': ('mgd_pspnet-r101_pspnet-r18-d8_8xb2-40k_cityscapes-512x512_mgd-only.py',
+                        osp.join(MGD, '_base_', 'pspnet_r18-d8_8xb2-40k_cityscapes-512x512.py'), 1),
 }
-SEG = ('pspnet', 'deeplabv3')
+SEG = ('pspnet', 'deeplabv3', 'pspnet_mgd-only')
+CWD = ('pspnet', 'deeplabv3')  # + channel-wise distillation of the decode heads' logits
 METRICS = {'retinanet': ['coco/bbox_mAP'], 'reppoints': ['coco/bbox_mAP'],
            'faster_rcnn': ['coco/bbox_mAP'], 'mask_rcnn': ['coco/bbox_mAP', 'coco/segm_mAP'],
-           'solo': ['coco/segm_mAP'], 'pspnet': ['mIoU'], 'deeplabv3': ['mIoU']}
+           'solo': ['coco/segm_mAP'], 'pspnet': ['mIoU'], 'deeplabv3': ['mIoU'],
+           'pspnet_mgd-only': ['mIoU']}
 
 # tiny sizes. Detection: student ResNet-18 (width 8) and teacher ResNe(X)t-50 (width 2, x4
 # expansion) both give C2-C5 = 8/16/32/64 channels, as R50 and X101 both give 256..2048, so the
@@ -271,6 +276,10 @@ def test_mgd_family_trains_evaluates_and_exports(family, data, tmp_path):
     calls = collections.Counter()
     for name, child in model.teacher.named_children():
         child.register_forward_pre_hook(lambda m, a, name=name: calls.update([name]))
+    if family in SEG:  # mmseg calls decode_head.forward directly: watch the heads' classifiers
+        for head in ('decode_head', 'auxiliary_head'):
+            getattr(model.teacher, head).conv_seg.register_forward_pre_hook(
+                lambda m, a, head=head: calls.update([f'{head}.conv_seg']))
     # families without init_student: probe a module of equal shapes in student and teacher (the
     # FPN; segmentation: the decode head's classifier) to see that nothing was copied
     probe_default = {'decode_head.conv_seg': 'decode_head.conv_seg'} if family in SEG else {
@@ -286,6 +295,8 @@ def test_mgd_family_trains_evaluates_and_exports(family, data, tmp_path):
     levels = FAMILIES[family][2]
     names = (['distill.loss_mgd'] if family in SEG else
              [f'distill.loss_mgd_fpn{i}' for i in range(levels)])
+    if family in CWD:
+        names.append('distill.loss_cwd')
     for name in names:
         values = scalars[name]
         assert len(values) == 2 and all(math.isfinite(v) and v > 0 for v in values), (name, values)
@@ -293,8 +304,11 @@ def test_mgd_family_trains_evaluates_and_exports(family, data, tmp_path):
     for metric in METRICS[family]:
         assert metric in scalars and all(0 <= v <= 100 for v in scalars[metric]), (metric, scalars)
 
-    # teacher: extract_feat only, stopped after the last tapped module; never heads or losses
+    # teacher: extract_feat only (segmentation with the logit term: + its decode head), stopped
+    # after the last tapped module; never the auxiliary head, detection heads or losses
     expected = {'backbone': 2} if family in SEG else {'backbone': 2, 'neck': 2}
+    if family in CWD:
+        expected['decode_head.conv_seg'] = 2
     assert dict(calls) == expected, calls
 
     # init_student copied the teacher's neck + head where the config asks for it (else: not)
@@ -312,7 +326,8 @@ def test_mgd_family_trains_evaluates_and_exports(family, data, tmp_path):
     plain_cfg = _plain_student(family)
     distilled_student = cfg.model.student.to_dict()
     distilled_student.pop('_scope_', None)  # added by the registry when the Runner built it
-    assert plain_cfg == distilled_student
+    # (a plain config that inherits an upstream one through a local base carries its scope)
+    assert {k: v for k, v in plain_cfg.items() if k != '_scope_'} == distilled_student
     plain = MODELS.build(ConfigDict(plain_cfg))
     missing, unexpected = plain.load_state_dict(
         torch.load(out, map_location='cpu', weights_only=False)['state_dict'], strict=True)

@@ -7,6 +7,14 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
 
+# the benchmark's classifiers: backbone -> global average pooling -> linear layer (100 classes);
+# each model config adds its backbone and the head's in_channels
+model = dict(
+    type='ImageClassifier',
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=100,
+              loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+
 train_dataloader = dict(batch_size=64)
 val_dataloader = dict(batch_size=64)
 test_dataloader = dict(batch_size=64)

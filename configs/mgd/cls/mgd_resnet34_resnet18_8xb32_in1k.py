@@ -5,23 +5,17 @@
 # Teacher weights: mmpretrain's resnet34_8xb32_in1k_20210831-f257d4e6, from
 #   https://download.openmmlab.com/mmclassification/v0/resnet/
 # into checkpoints/ (or set --cfg-options model.teacher_ckpt=PATH).
-_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
+_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py', './_base_/mgd_cls.py']
 custom_imports = dict(imports=['mmkd_plugins'], allow_failed_imports=False)
 
 model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
+    _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
     teacher='mmpretrain::resnet/resnet34_8xb32_in1k.py',
     # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
     # set --cfg-options model.teacher_ckpt=checkpoints/resnet34_8xb32_in1k_20210831-f257d4e6.pth
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth',
     teacher_forward='extract_feat',
-    student_taps=dict(feat=dict(module='backbone', idx=-1)),
-    teacher_taps=dict(feat=dict(module='backbone', idx=-1)),
-    connectors=dict(
-        mgd=dict(type='MGDConnector', student_channels=512, teacher_channels=512,
-                 lambda_mgd=0.15, mask_type='channel')),
-    distill_losses=dict(
-        loss_mgd=dict(type='MGDLoss', alpha_mgd=7e-5,
-                      inputs=dict(preds_S='mgd(student.feat)', preds_T='teacher.feat'))))
+    student_taps=_base_.mgd_cls.taps, teacher_taps=_base_.mgd_cls.taps,
+    connectors=dict(mgd=dict(type='MGDConnector', student_channels=512,
+                             teacher_channels=512, lambda_mgd=0.15, mask_type='channel')),
+    distill_losses=_base_.mgd_cls.losses)

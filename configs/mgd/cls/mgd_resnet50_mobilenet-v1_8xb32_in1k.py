@@ -5,23 +5,17 @@
 # Teacher weights: mmpretrain's resnet50_8xb32_in1k_20210831-ea4938fc, from
 #   https://download.openmmlab.com/mmclassification/v0/resnet/
 # into checkpoints/ (or set --cfg-options model.teacher_ckpt=PATH).
-_base_ = ['../../nkd/mobilenet-v1_8xb32_in1k.py']
+_base_ = ['../../nkd/mobilenet-v1_8xb32_in1k.py', './_base_/mgd_cls.py']
 
 model = dict(
-    _delete_=True,
-    type='SingleTeacherDistiller',
-    student=_base_.model,
+    _delete_=True, type='SingleTeacherDistiller', student=_base_.model,
     teacher='mmpretrain::resnet/resnet50_8xb32_in1k.py',
     # downloaded once into $TORCH_HOME/hub/checkpoints; offline: put the file in checkpoints/ and
     # set --cfg-options model.teacher_ckpt=checkpoints/resnet50_8xb32_in1k_20210831-ea4938fc.pth
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb32_in1k_20210831-ea4938fc.pth',
     teacher_forward='extract_feat',
-    student_taps=dict(feat=dict(module='backbone', idx=-1)),
-    teacher_taps=dict(feat=dict(module='backbone', idx=-1)),
-    connectors=dict(
-        mgd=dict(type='MGDConnector', student_channels=1024, teacher_channels=2048,
-                 lambda_mgd=0.15, mask_type='channel')),
-    distill_losses=dict(
-        loss_mgd=dict(type='MGDLoss', alpha_mgd=7e-5,
-                      inputs=dict(preds_S='mgd(student.feat)', preds_T='teacher.feat'))))
+    student_taps=_base_.mgd_cls.taps, teacher_taps=_base_.mgd_cls.taps,
+    connectors=dict(mgd=dict(type='MGDConnector', student_channels=1024,
+                             teacher_channels=2048, lambda_mgd=0.15, mask_type='channel')),
+    distill_losses=_base_.mgd_cls.losses)
 optim_wrapper = dict(clip_grad=dict(max_norm=5.0))

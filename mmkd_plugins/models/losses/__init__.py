@@ -1,5 +1,6 @@
 """Registered modules of this kind; each method in its own file."""
 from .mgd import MGDLoss, mgd_loss  # noqa: F401
+from .cwd import ChannelWiseDivergenceLoss, channel_wise_divergence  # noqa: F401
 from .nkd import NKDLoss, TaskLossWithTfNKD, TfNKDLoss, nkd_loss, tf_nkd_loss  # noqa: F401
 from .vitkd import (ViTKDLoss, vit_patch_tokens, vitkd_generation_loss,  # noqa: F401
                     vitkd_mimic_loss, vitkd_taps)
