@@ -33,7 +33,6 @@ mmcv_v=$(grep -hE '^mmcv==' "$ROOT"/requirements/constraints*.txt | head -n1 | c
 read -r torch_v cuda_v < <("$PY" -c "import torch; print(torch.__version__, torch.version.cuda)")
 [ "$cuda_v" != None ] || { log "torch $torch_v in $PY is a CPU-only build: a CUDA build of torch is needed"; exit 1; }
 torch_tag=${torch_v/+/_}
-major=${cuda_v%%.*}
 log "python $PY, torch $torch_v (CUDA $cuda_v), mmcv $mmcv_v, TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
 
 # 1. the CUDA toolkit
