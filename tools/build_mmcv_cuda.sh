@@ -93,18 +93,21 @@ print('import mmcv.ops: OK, mmcv', mmcv.__version__, 'from', mmcv.__file__)
 print('mmcv._ext:', e.__file__)
 print('torch.cuda.is_available():', torch.cuda.is_available())
 ") || { log "import mmcv.ops with the CUDA wheel FAILED"; exit 1; }
-echo "NEEDED (readelf -d):"
-readelf -d "$ext" | grep NEEDED | grep -E 'cuda|c10|torch' | sed 's/^ */  /'
+needed=$(readelf -d "$ext" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+echo "NEEDED (readelf -d): $(echo $needed)"
 torch_lib=$("$PY" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
-echo "ldd (with torch's library folders on LD_LIBRARY_PATH, as after 'import torch'):"
-LD_LIBRARY_PATH="$torch_lib:$(ls -d "$(dirname "$(dirname "$torch_lib")")"/nvidia/*/lib | paste -sd:)" \
-  ldd "$ext" | grep -E 'cudart|c10_cuda|torch_cuda' | sed 's/^\s*/  /'
-cuobjdump=$(command -v cuobjdump || echo "${CUDA_HOME:-}/bin/cuobjdump")
-echo "cuobjdump --list-elf: $("$cuobjdump" --list-elf "$ext" | grep -o 'sm_[0-9]*a\?' | sort | uniq -c | awk '{printf "%s x %s, ", $1, $2}')"
+resolved=$(LD_LIBRARY_PATH="$torch_lib:$(ls -d "$(dirname "$(dirname "$torch_lib")")"/nvidia/*/lib | paste -sd:)" ldd "$ext")
 missing=0
+for lib in libcudart.so libc10_cuda.so; do  # linked directly, and found where torch keeps them
+  name=$(echo "$needed" | grep -m1 "^$lib" || true)
+  if [ -z "$name" ]; then echo "  $lib: NOT LINKED"; missing=1; continue; fi
+  echo "  $(echo "$resolved" | grep -m1 "$name =>" | sed 's/^\s*//; s/ (0x.*//')"
+done
+cuobjdump=$(command -v cuobjdump || echo "${CUDA_HOME:-}/bin/cuobjdump")
+echo "cuobjdump --list-elf: $("$cuobjdump" --list-elf "$ext" 2>&1 | grep -o 'sm_[0-9]*a\?' | sort | uniq -c | awk '{printf "%s x %s, ", $1, $2}')"
 for arch in ${TORCH_CUDA_ARCH_LIST//;/ }; do
   sm="sm_${arch//./}"; sm=${sm%+PTX}
-  if "$cuobjdump" --list-elf "$ext" | grep -q "\.${sm}\."; then echo "  $sm: present"; else echo "  $sm: MISSING"; missing=1; fi
+  if "$cuobjdump" --list-elf "$ext" 2>/dev/null | grep -q "\.${sm}\."; then echo "  $sm: present"; else echo "  $sm: MISSING"; missing=1; fi
 done
-[ "$missing" = 0 ] || { log "some architectures are missing from $ext"; exit 1; }
+[ "$missing" = 0 ] || { log "$ext lacks CUDA libraries or architectures (above)"; exit 1; }
 log "OK: mmcv $mmcv_v with CUDA ops for torch $torch_v, $TORCH_CUDA_ARCH_LIST"
