@@ -53,7 +53,8 @@ case "$MAJOR" in
   nvvm/lib64/libnvvm.so, libdevice and the crt/ headers: no nvcc, cicc, cudafe++, fatbinary or nvlink.
   For torch built with CUDA 12 (e.g. the reference stack, torch 2.1.2+cu121) either
   - point CUDA_HOME at a CUDA 12 toolkit (a cluster's `module load cuda/12.1`, NVIDIA's installer), or
-  - install OpenMMLab's prebuilt mmcv 2.1.0 wheel for cu121 / torch 2.1 (`mim install mmcv==2.1.0`).
+  - install OpenMMLab's prebuilt mmcv 2.1.0 wheel for cu121 / torch 2.1 from OpenMMLab's own wheel
+    index (`mim install mmcv==2.1.0` looks there), where that index can be reached.
 MSG
       exit 3 ;;
   none) echo "[cuda_toolkit] torch in $PY is a CPU-only build: CUDA ops need a CUDA build of torch" >&2; exit 1 ;;
