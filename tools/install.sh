@@ -20,7 +20,8 @@
 # $MMKD_WHEEL_CACHE (default ~/.cache/mmkd_plugins/wheels/<torch version>/) for later installs.
 # torch >= 2.10 headers require C++20 while mmcv 2.1.0's setup.py asks for C++17: the flag is patched
 # in the unpacked source before building (no other change).
-# Set FORCE_CUDA=1 (and have nvcc) on a GPU cluster to build the CUDA ops too.
+# Set FORCE_CUDA=1 on a GPU cluster to build the CUDA ops too: nvcc comes from $CUDA_HOME, from PATH,
+# or (no nvcc on the node, torch built for CUDA 13) from PyPI through tools/cuda_toolkit.sh.
 set -euo pipefail
 
 PY=${PYTHON:-python3}
@@ -65,6 +66,10 @@ if ! mmcv_ok; then
   mkdir -p "$cache"
   wheel=$(ls "$cache"/mmcv-"$mmcv_v"-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
+    if [ -n "${FORCE_CUDA:-}" ]; then  # CUDA ops: $CUDA_HOME, nvcc on PATH, else CUDA 13 from PyPI
+      CUDA_HOME=$(PYTHON="$PY" bash "$ROOT/tools/cuda_toolkit.sh" auto) || exit 1
+      export CUDA_HOME PATH="$CUDA_HOME/bin:$PATH"
+    fi
     log "building mmcv $mmcv_v with ops from source (once; about 25 min on 2 cores)"
     work=$(mktemp -d)
     "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: --no-build-isolation \
