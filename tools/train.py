@@ -136,9 +136,9 @@ def check_resume_checkpoint(runner, checkpoint: str) -> None:
                          '--cfg-options load_from=PATH instead of --resume)')
     state = {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
     try:
-        check_state_dict_matches(model.state_dict(), state, checkpoint, strict=True)
+        check_state_dict_matches(model.state_dict(), state, checkpoint, strict=True, hint=None)
     except CheckpointMismatchError as err:
-        detail = str(err).replace(f'{checkpoint}: ', '', 1).split('. Pass --non-strict')[0]
+        detail = str(err).replace(f'{checkpoint}: ', '', 1)
         raise ValueError(f'{what}: {detail} (a teacher checkpoint goes to model.teacher_ckpt, '
                          'initial weights to load_from)') from err
     if 'optimizer' not in ckpt:

@@ -20,10 +20,12 @@ import pickle
 import zipfile
 from typing import Optional
 
-__all__ = ['CheckpointFileError', 'describe_unreadable_checkpoint', 'check_checkpoint_file']
+__all__ = ['CheckpointFileError', 'CheckpointNotFoundError', 'describe_unreadable_checkpoint',
+           'check_checkpoint_file']
 
 # torch/serialization.py: MAGIC_NUMBER, the first pickled object of a legacy-format checkpoint
 TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+NOT_FOUND = 'does not exist'
 
 
 class CheckpointFileError(ValueError):
@@ -31,7 +33,11 @@ class CheckpointFileError(ValueError):
 
     def __init__(self, path: str, reason: str, what: str = 'checkpoint') -> None:
         self.path, self.reason = path, reason
-        super().__init__(f'{what} {path}: {reason}')
+        super().__init__(f'{what} not found: {path}' if reason == NOT_FOUND else f'{what} {path}: {reason}')
+
+
+class CheckpointNotFoundError(CheckpointFileError, FileNotFoundError):
+    """The checkpoint path does not exist."""
 
 
 class _NoGlobals(pickle.Unpickler):
@@ -66,7 +72,7 @@ def describe_unreadable_checkpoint(path: str) -> Optional[str]:
         return None
     path = osp.expanduser(path)
     if not osp.exists(path):
-        return 'does not exist'
+        return NOT_FOUND
     if osp.isdir(path):
         return 'is a folder, not a checkpoint file'
     try:
@@ -106,5 +112,6 @@ def check_checkpoint_file(path: str, what: str = 'checkpoint') -> str:
     """
     reason = describe_unreadable_checkpoint(path)
     if reason is not None:
-        raise CheckpointFileError(os.fspath(path) if isinstance(path, os.PathLike) else path, reason, what)
+        error = CheckpointNotFoundError if reason == NOT_FOUND else CheckpointFileError
+        raise error(os.fspath(path) if isinstance(path, os.PathLike) else path, reason, what)
     return path

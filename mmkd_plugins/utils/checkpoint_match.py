@@ -11,7 +11,7 @@ prints metrics of random weights. :func:`check_state_dict_matches` compares key 
 - otherwise, when ``strict``, any missing, unexpected or mis-shaped key is refused (callers expose
   ``--non-strict`` to load the overlap anyway).
 """
-from typing import Iterable, List, Mapping, Sequence, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ['CheckpointMismatchError', 'compare_state_dicts', 'is_distiller_state',
            'check_state_dict_matches', 'CONVERT_COMMAND']
@@ -50,8 +50,12 @@ def _few(keys: Sequence[str], n: int = 3) -> str:
     return shown + (f', ... ({len(keys) - n} more)' if len(keys) > n else '')
 
 
+NON_STRICT_HINT = 'Pass --non-strict to load the matching weights anyway'
+
+
 def check_state_dict_matches(model_state: Mapping, ckpt_state: Mapping, filename: str,
-                             strict: bool = True, what: str = 'model') -> None:
+                             strict: bool = True, what: str = 'model',
+                             hint: Optional[str] = NON_STRICT_HINT) -> None:
     """Raise :class:`CheckpointMismatchError` (one line) when ``ckpt_state`` does not fit the model.
 
     Args:
@@ -61,6 +65,7 @@ def check_state_dict_matches(model_state: Mapping, ckpt_state: Mapping, filename
         strict: refuse any missing / unexpected / mis-shaped key (else only the two cases that are
             never right: a distiller checkpoint, and no key in common).
         what: what the model is, for the message (``'model'``, ``'student'``, ...).
+        hint: appended to the strict-mode error (how to opt out), or ``None``.
     """
     if is_distiller_state(ckpt_state, model_state):
         raise CheckpointMismatchError(
@@ -77,5 +82,4 @@ def check_state_dict_matches(model_state: Mapping, ckpt_state: Mapping, filename
                  (('missing keys', missing), ('unexpected keys', unexpected), ('shape mismatches', mis_shaped))
                  if v]
         raise CheckpointMismatchError(
-            f'{filename} does not match the {what}: ' + '; '.join(parts)
-            + '. Pass --non-strict to load the matching weights anyway')
+            f'{filename} does not match the {what}: ' + '; '.join(parts) + (f'. {hint}' if hint else ''))
