@@ -12,9 +12,10 @@ Layouts read (``data_root`` is the dataset folder):
 
 Samples are ``dict(inputs=uint8 (T, 3, H, W) RGB, data_samples=BaseDataElement)`` with ``gt_masks``
 (T, H, W) long label maps and metainfo ``video``, ``frame_names``, ``num_objects`` and, at test time,
-``ori_shape``, ``init_frames`` and ``annotated`` (one bool per frame: has a ground-truth annotation; a
-frame without one has an all-zero ``gt_masks`` entry that the metric must not score) (frames are resized so that the shorter side is ``test_short_side``;
-``gt_masks`` stay at the original size).
+``ori_shape``, ``init_frames`` and ``annotated`` (frames are resized so that the shorter side is
+``test_short_side``; ``gt_masks`` stay at the original size). ``annotated`` has one bool per frame: whether
+it has a ground-truth annotation (a frame without one has an all-zero ``gt_masks`` entry, which the DAVIS
+metric refuses to score as an empty mask). A video folder without frames is an error naming it.
 """
 import json
 import multiprocessing

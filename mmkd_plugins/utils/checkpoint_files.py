@@ -11,7 +11,9 @@ looks at the file's bytes only (nothing is unpickled) and says what is wrong wit
 - anything else (missing, a folder, empty, a zip without ``data.pkl``, a zip cut short, a pickle
   without the magic number, text, ...) gets a one-line reason.
 
-URLs (``scheme://...``) are not local files and are left to the loader.
+URLs (``scheme://...``) and open file objects are left to the loader. :func:`check_checkpoint_file` is the
+call for loaders: it raises :class:`CheckpointFileError` (a ``ValueError``; :class:`CheckpointNotFoundError`,
+also a ``FileNotFoundError``, for a missing path) with one line naming the file and the reason.
 """
 import io
 import os
@@ -63,10 +65,10 @@ def describe_unreadable_checkpoint(path: str) -> Optional[str]:
     """``None`` when ``path`` looks like a torch checkpoint, else why it is not one (one line).
 
     Only the file's bytes are read: the zip directory, or the first pickled object of a legacy file
-    (with an unpickler that refuses every global). URLs return ``None``.
+    (with an unpickler that refuses every global). URLs and file objects return ``None``.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        return f'is not a file name ({type(path).__name__})'
+    if not isinstance(path, (str, os.PathLike)):  # an open file / buffer: left to the loader
+        return None
     path = os.fspath(path)
     if '://' in path:
         return None
