@@ -28,7 +28,13 @@ _TRUE = ('1', 'true', 'yes', 'y', 'on')
 
 # (category, message regex (matched at the start of the message), module regex of the warning's
 # origin): third-party deprecation notices printed by every command, fixed only by their authors.
-QUIET_WARNINGS = ()
+# transformers 4.36 (imported by mmengine's optimizer registry, and by mmpretrain / mmagic models) calls
+# torch's private ``_register_pytree_node`` at import (transformers/utils/generic.py, lines 441 and 309),
+# which torch >= 2.2 deprecates: two FutureWarnings before any output of any command, even --help.
+QUIET_WARNINGS = (
+    (FutureWarning, r'`torch\.utils\._pytree\._register_pytree_node` is deprecated',
+     r'transformers\.utils\.generic'),
+)
 
 
 def install_warning_filters() -> None:
