@@ -78,14 +78,16 @@ def test_bict_upgrade_fit_and_apply(files, tmp_path):
     bict_upgrade.main([files['old'], out2, '--transformation', psi_path])
     assert torch.allclose(load_embeddings(out2)['embeddings'], up['embeddings'], atol=1e-6)
     assert load_embeddings(out2)['meta']['bict_objective'] == 'regression'
+    never = str(tmp_path / 'never.pth')   # out2 exists now: replacing it would need --force
     with pytest.raises(SystemExit, match='trained with objective'):
-        bict_upgrade.main([files['old'], out2, '--transformation', psi_path, '--objective', 'new_classifier'])
+        bict_upgrade.main([files['old'], never, '--transformation', psi_path, '--objective', 'new_classifier'])
     with pytest.raises(SystemExit, match='give either --transformation'):
-        bict_upgrade.main([files['old'], out2])
+        bict_upgrade.main([files['old'], never])
     with pytest.raises(SystemExit, match='needs --new-checkpoint'):
-        bict_upgrade.main([files['old'], out2, '--fit-old', files['old']])
+        bict_upgrade.main([files['old'], never, '--fit-old', files['old']])
     with pytest.raises(SystemExit, match='only old rows'):
-        bict_upgrade.main([files['new'], out2, '--transformation', psi_path])
+        bict_upgrade.main([files['new'], never, '--transformation', psi_path])
+    assert not osp.exists(never)
 
 
 def test_bict_upgrade_new_classifier_objective(files, tmp_path, capsys):
