@@ -17,21 +17,32 @@ fraction f backfilled, for f on a grid, plus the cross-model table and a plot:
 
 Query / gallery pairs with the same dataset index are left out of the ranking (leave-one-out when the
 queries are the gallery items).
+
+Refuses (one line each): rows of two files are matched by their stored dataset indices, and the same
+index must carry the same label (files of another split are an error, not re-paired by position);
+``run`` checks that the re-embedded images have the gallery's labels and that ``--split`` is the split
+the gallery was extracted from; NaN / infinite embeddings (naming file and rows); embedding widths that
+do not fit (the queries and ``--new-gallery`` / ``--bict-gallery`` must have the new model's width,
+``--old-query`` the old gallery's, and old embeddings are only ever zero-padded up to the new width);
+outputs that exist (``--force`` replaces them) or that are an input. Files are written atomically.
 """
 import argparse
 import os.path as osp
 import sys
 
-import numpy as np
-from mmengine.config import DictAction
-
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
+
+import numpy as np  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from mmkd_plugins.engine.hooks.backfill import (BACKFILL_ORDERS, backfill_gallery,  # noqa: E402
                                                 backfill_order)
 from mmkd_plugins.evaluation.metrics.hot_refresh import (format_hot_refresh,  # noqa: E402
                                                          hot_refresh_curve, plot_hot_refresh)
 from mmkd_plugins.models.compatible.embedding_io import align_rows, load_embeddings  # noqa: E402
+from mmkd_plugins.utils.safe_output import add_force_argument, check_output, check_output_files  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -51,6 +62,7 @@ def parse_args(argv=None):
     run.add_argument('--no-progress', action='store_true')
     run.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                      help='override config entries (use the same as when the gallery was extracted)')
+    add_force_argument(run)
 
     ev = sub.add_parser('evaluate', help='hot-refresh curve and cross-model table from embedding files')
     ev.add_argument('--query', required=True, help='new-model query embeddings')
@@ -63,19 +75,45 @@ def parse_args(argv=None):
     ev.add_argument('--fractions', type=int, default=11, help='number of f values in [0, 1]')
     ev.add_argument('--topk', type=int, default=None, help='mAP@K (default: full ranking)')
     ev.add_argument('--plot', default=None, help='PNG file of mAP and NFR vs f')
+    add_force_argument(ev)
     return parser.parse_args(argv)
 
 
+def check_widths(args, query, g_old, g_new, q_old, g_bict) -> None:
+    """Embedding widths that can be compared: new-model files share one width, ``--old-query`` has the
+    old gallery's, and the old width is at most the new one (old rows are zero-padded up to it)."""
+    def dim(d):
+        return d['embeddings'].shape[1]
+    pairs = [(f'--query {args.query}', query, f'--new-gallery {args.new_gallery}', g_new)]
+    if q_old is not None:
+        pairs.append((f'--old-query {args.old_query}', q_old, f'--old-gallery {args.old_gallery}', g_old))
+    if g_bict is not None:
+        pairs.append((f'--bict-gallery {args.bict_gallery}', g_bict, f'--new-gallery {args.new_gallery}', g_new))
+    for name_a, a, name_b, b in pairs:
+        if dim(a) != dim(b):
+            raise ValueError(f'{name_a} has {dim(a)}-d embeddings but {name_b} has {dim(b)}-d: they must come '
+                             'from the same model')
+    if dim(g_old) > dim(g_new):
+        raise ValueError(f'--old-gallery {args.old_gallery} has {dim(g_old)}-d embeddings, wider than the new '
+                         f"model's {dim(g_new)}-d (--new-gallery {args.new_gallery}): old embeddings are compared "
+                         'by zero-padding them up to the new width, never by cutting; are old and new swapped?')
+
+
 def evaluate(args) -> dict:
+    if args.plot:
+        check_output(args.plot, [args.query, args.old_gallery, args.new_gallery, args.old_query,
+                                 args.bict_gallery], args.force, '--plot')
     query = load_embeddings(args.query)
     g_old = load_embeddings(args.old_gallery)
-    g_new = align_rows(g_old, load_embeddings(args.new_gallery), '--new-gallery')
-    q_old = align_rows(query, load_embeddings(args.old_query), '--old-query') if args.old_query else None
-    g_bict = align_rows(g_old, load_embeddings(args.bict_gallery), '--bict-gallery') if args.bict_gallery \
-        else None
-    for name, d in (('--query', query), ('--old-gallery', g_old)):
+    g_new = align_rows(g_old, load_embeddings(args.new_gallery), f'--new-gallery {args.new_gallery}')
+    q_old = align_rows(query, load_embeddings(args.old_query), f'--old-query {args.old_query}') \
+        if args.old_query else None
+    g_bict = align_rows(g_old, load_embeddings(args.bict_gallery), f'--bict-gallery {args.bict_gallery}') \
+        if args.bict_gallery else None
+    for name, d in ((f'--query {args.query}', query), (f'--old-gallery {args.old_gallery}', g_old)):
         if 'labels' not in d:
-            raise SystemExit(f'{name}: the file has no labels; retrieval evaluation needs them')
+            raise ValueError(f'{name}: the file has no labels; retrieval evaluation needs them')
+    check_widths(args, query, g_old, g_new, q_old, g_bict)
     exclude = query['indices'][:, None] == g_old['indices'][None, :]
     order = backfill_order(g_old['embeddings'].shape[0], args.order, g_old.get('logits'), args.seed)
     res = hot_refresh_curve(query['embeddings'], g_old['embeddings'], g_new['embeddings'], query['labels'],
@@ -101,6 +139,13 @@ def main(argv=None):
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    stored_split = load_embeddings(args.gallery)['meta'].get('split')
+    if stored_split is not None and stored_split != args.split:
+        raise ValueError(f'{args.gallery}: the gallery was extracted from the {stored_split!r} split but '
+                         f'--split is {args.split!r}: its rows would be re-embedded from other images')
+    check_output_files([osp.join(args.out_dir, 'schedule.json')] +
+                       [osp.join(args.out_dir, f'gallery_step{k}.pth') for k in range(1, args.steps + 1)],
+                       [args.gallery, args.checkpoint, args.config], args.force)
     model = build_embedding_model(cfg, args.checkpoint, args.device)
     loader = build_split_dataloader(cfg, args.split)
     files = backfill_gallery(model, loader, args.gallery, args.out_dir, args.order, args.steps, args.seed,
@@ -111,4 +156,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -16,20 +16,28 @@ The objective psi was trained with is written into the output's meta (``bict_obj
 
 The output keeps labels, indices and the old logits (old uncertainty stays valid for backfilling) and marks
 every row as upgraded (version 2).
+
+Refuses (one line each): an output (or ``--save-transformation``) that is one of the inputs or already
+exists (``--force`` replaces an existing one), written atomically; NaN / infinite embeddings (naming file
+and rows); a gallery whose width is not psi's input width; ``--fit-new`` rows that do not match
+``--fit-old`` by dataset index and label.
 """
 import argparse
 import os.path as osp
 import sys
 
-import torch
-
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
+
+import torch  # noqa: E402
 
 from mmkd_plugins.models.compatible.bict import (fit_bict_transformation,  # noqa: E402
                                                  load_transformation, save_transformation)
 from mmkd_plugins.models.compatible.embedding_io import (VERSION_BICT, VERSION_OLD,  # noqa: E402
                                                          align_rows, load_embeddings,
                                                          save_embeddings)
+from mmkd_plugins.utils.safe_output import add_force_argument, check_output  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -59,6 +67,7 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--save-transformation', help='where to write the fitted psi')
     parser.add_argument('--batch-size', type=int, default=4096, help='rows transformed at once')
+    add_force_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -84,6 +93,10 @@ def main(argv=None):
                          'or use --objective regression with --fit-new')
     if fitting and (objective == 'regression' or args.regression_weight) and args.fit_new is None:
         raise SystemExit('the regression needs --fit-new (new-model embeddings of the same images)')
+    inputs = [args.gallery, args.transformation, args.fit_old, args.fit_new, args.new_checkpoint]
+    check_output(args.out, inputs, args.force, 'output')
+    if args.save_transformation:
+        check_output(args.save_transformation, inputs + [args.out], args.force, '--save-transformation')
     gallery = load_embeddings(args.gallery)
     if (gallery['version'] != VERSION_OLD).any():
         raise SystemExit(f'{args.gallery}: only old rows (version 0) can be upgraded; '
@@ -99,7 +112,7 @@ def main(argv=None):
             raise SystemExit(f'{args.transformation} does not record its objective: give --objective')
     else:
         old = load_embeddings(args.fit_old)
-        new = align_rows(old, load_embeddings(args.fit_new), '--fit-new')['embeddings'] \
+        new = align_rows(old, load_embeddings(args.fit_new), f'--fit-new {args.fit_new}')['embeddings'] \
             if args.fit_new else None
         cls = dict()
         if objective == 'new_classifier':
@@ -129,4 +142,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

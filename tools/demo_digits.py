@@ -44,7 +44,9 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 DEMO = osp.join(REPO, 'configs', 'demo')
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (torch-free, like the next import)
 from mmkd_plugins.utils.machine import cpu_model  # noqa: E402  (torch-free: the env above still applies)
+from mmkd_plugins.utils.safe_output import atomic_write  # noqa: E402
 
 # a pair: its teacher, its baseline, its methods (config, needs the teacher?) and its default
 # number of student seeds (0 .. seeds-1). The ViT pair's students vary more from seed to seed
@@ -239,11 +241,11 @@ def main(argv=None):
         f'processes) {cpu:.0f} s; load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end.')
     summary = '\n'.join(v for _, v in verdicts)
     print('\n' + header + '\n\n' + table + '\n\n' + summary)
-    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+    with atomic_write(osp.join(args.work_dir, 'results.md'), 'w') as f:  # the demo's own report: refreshed
         f.write(header + '\n\n' + table + '\n\n' + '\n'.join(f'- {v}' for _, v in verdicts) + '\n')
     return dict(results=results, verdicts={v.split(':')[0]: ok for ok, v in verdicts}, wall=wall,
                 cpu=cpu)
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -6,20 +6,27 @@ The file (see ``mmkd_plugins/models/compatible/embedding_io.py``) holds the embe
 indices and, when the model has a classifier head, its logits (needed for uncertainty-based backfilling of
 an old gallery). For a distiller config (``CompatibleDistiller``) the student (the new model) is embedded;
 a distiller checkpoint is read as the student's weights.
+
+Refuses (one line each): an output that is the config or the checkpoint, or that exists (``--force``
+replaces it; the file is written atomically); a checkpoint that is not a torch checkpoint or does not
+match the model (missing / unexpected / mis-shaped keys); embeddings with NaN / infinite rows.
 """
 import argparse
 import os.path as osp
 import sys
 
-import torch
-from mmengine.config import DictAction
-
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
+
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from mmkd_plugins.models.compatible.embed import (build_embedding_model,  # noqa: E402
                                                   build_split_dataloader, extract_embeddings, load_config)
 from mmkd_plugins.models.compatible.embedding_io import (VERSION_NEW, VERSION_OLD,  # noqa: E402
                                                          save_embeddings)
+from mmkd_plugins.utils.safe_output import add_force_argument, check_output  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,11 +44,13 @@ def parse_args(argv=None):
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. test_dataloader.dataset.split=all')
+    add_force_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output(args.out, [args.config, args.checkpoint], args.force, 'output')
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -60,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -15,6 +15,9 @@ Usage::
 
     python tools/hyp2_margin_table.py path/to/hyp2_margin_table.csv            # write + check
     python tools/hyp2_margin_table.py path/to/hyp2_margin_table.csv --check    # check only
+
+A malformed CSV is one error naming the file and row; an existing ``--out`` with other content is only
+replaced with ``--force`` (atomically), and never when it is the CSV itself.
 """
 import argparse
 import csv
@@ -22,6 +25,11 @@ import itertools
 import os.path as osp
 import sys
 from typing import Dict, List
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402
+from mmkd_plugins.utils.safe_output import add_force_argument, atomic_write, check_output  # noqa: E402
 
 HEADER = """\
 # HyP2 margin table of the authors (codetable.xlsx, JerryXu0129/HyP2-Loss), exact compact encoding.
@@ -102,11 +110,16 @@ def main(argv=None) -> int:
         osp.dirname(__file__), '..', 'mmkd_plugins', 'models', 'losses', 'data',
         'hyp2_margin_table.txt'), help='compact file to write (default: the package data file)')
     parser.add_argument('--check', action='store_true', help='only check --out against the CSV')
+    add_force_argument(parser)
     args = parser.parse_args(argv)
     table = read_table_csv(args.csv)
     if not args.check:
-        with open(args.out, 'w') as f:
-            f.write(encode(table))
+        text = encode(table)
+        current = open(args.out).read() if osp.isfile(args.out) else None
+        if current != text:
+            check_output(args.out, [args.csv], args.force, '--out')
+            with atomic_write(args.out, 'w') as f:
+                f.write(text)
     cells = check(table, args.out)
     print(f'{args.out}: {len(table)} rows (K = {min(table)}..{max(table)}), {cells} values '
           'identical to the CSV')
@@ -114,4 +127,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

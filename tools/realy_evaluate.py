@@ -11,6 +11,11 @@ image's mean), ``<out-dir>/realy_summary.csv`` and ``realy_summary.json`` (per r
 std; ``all`` = mean of the region means), and with ``--error-maps``
 ``<out-dir>/error_maps/<image>/<region>.ply`` (scan regions coloured by error). See
 configs/realy/README.md for the folder layout.
+
+Refuses (one line each, naming the file and line): missing or malformed inputs (meshes, keypoint files,
+template mask); result files that already exist in ``--out-dir`` (``--force`` replaces them; also an
+existing ``error_maps`` folder with ``--error-maps``) or that are one of the inputs. Files are written
+atomically.
 """
 import argparse
 import csv
@@ -20,9 +25,15 @@ import os.path as osp
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout too
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
+
+import numpy as np  # noqa: E402
+
+from mmkd_plugins.utils.safe_output import add_force_argument, atomic_write, check_output_files  # noqa: E402
+
+RESULT_FILES = ('realy_errors.csv', 'realy_summary.csv', 'realy_summary.json')
 
 
 def parse_args(argv=None):
@@ -58,30 +69,36 @@ def parse_args(argv=None):
                         help='compute the error on the scan vertices as in the files (REALY merges '
                              'duplicate vertices first; a deviation)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_force_argument(parser)
     return parser.parse_args(argv)
 
 
 def write_results(out_dir, rows, summary, regions):
     """Write ``realy_errors.csv``, ``realy_summary.csv`` and ``realy_summary.json``."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, 'realy_errors.csv'), 'w', newline='') as f:
+    with atomic_write(osp.join(out_dir, 'realy_errors.csv'), 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['image', 'subject'] + list(regions) + ['mean'])
         for r in rows:
             errs = [r['errors'][k] for k in regions]
             w.writerow([r['img_id'], r['subject']] + [f'{e:.6f}' for e in errs] + [f'{np.mean(errs):.6f}'])
-    with open(osp.join(out_dir, 'realy_summary.csv'), 'w', newline='') as f:
+    with atomic_write(osp.join(out_dir, 'realy_summary.csv'), 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['region', 'mean', 'median', 'std'])
         for k in regions:
             w.writerow([k] + [f'{summary[f"{k}_{s}"]:.6f}' for s in ('mean', 'median', 'std')])
         w.writerow(['all', f'{summary["all"]:.6f}', '', ''])
-    with open(osp.join(out_dir, 'realy_summary.json'), 'w') as f:
+    with atomic_write(osp.join(out_dir, 'realy_summary.json'), 'w') as f:
         json.dump(dict(num_images=len(rows), **summary), f, indent=2)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_files([osp.join(args.out_dir, n) for n in RESULT_FILES],
+                       [args.template_obj, args.template_keypoints, args.template_mask], args.force)
+    maps = osp.join(args.out_dir, 'error_maps')
+    if args.error_maps and not args.force and osp.isdir(maps) and os.listdir(maps):
+        raise FileExistsError(f'{maps} already holds error maps; pass --force to replace them')
     from tqdm import tqdm
 
     from mmkd_plugins.datasets.realy import REALYDataset
@@ -116,4 +133,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

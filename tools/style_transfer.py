@@ -13,6 +13,11 @@ Examples::
         work_dirs/adain_vgg19_sample-images/iter_400.pth \\
         --content data/style_samples/content --style data/style_samples/style \\
         --out-dir outputs/style --alpha 1.0 --size 256
+
+Refuses (one line each): a checkpoint that is not a torch checkpoint or does not match the config's
+model (missing / unexpected / mis-shaped keys; a distiller checkpoint with the conversion command);
+result images or grid that already exist in ``--out-dir`` (``--force`` replaces them) or that are one of
+the content / style images. Images are written atomically.
 """
 import argparse
 import os
@@ -20,8 +25,14 @@ import os.path as osp
 import sys
 from typing import List, Optional, Sequence
 
-import numpy as np
-import torch
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mmkd_plugins.utils.safe_output import add_force_argument, atomic_write, check_output_files  # noqa: E402
 
 __all__ = ['main', 'parse_args', 'make_grid', 'stylize_folder']
 
@@ -54,6 +65,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'DIR/{content,style} and exit')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.encoder.checkpoint=None')
+    add_force_argument(parser)
     args = parser.parse_args(argv)
     if args.export_samples is None:
         missing = [n for n in ('config', 'checkpoint', 'content', 'style')
@@ -103,6 +115,17 @@ def _to_tensor(img: np.ndarray, device: str) -> torch.Tensor:
     return torch.from_numpy(img.transpose(2, 0, 1).copy()).float().div(255).unsqueeze(0).to(device)
 
 
+def _result_name(content_path: str, style_path: str) -> str:
+    return (f'{osp.splitext(osp.basename(content_path))[0]}_'
+            f'{osp.splitext(osp.basename(style_path))[0]}.png')
+
+
+def _save_png(img: np.ndarray, path: str) -> None:
+    from PIL import Image
+    with atomic_write(path, 'wb') as fh:
+        Image.fromarray(img).save(fh, format='PNG')
+
+
 def stylize_folder(model,
                    content: str,
                    style: str,
@@ -113,16 +136,20 @@ def stylize_folder(model,
                    device: str = 'cpu',
                    grid: str = 'grid.png',
                    grid_cell: int = 256,
-                   grid_max_rows: int = 32) -> List[str]:
-    """Stylise every content image with every style image; return the written result paths."""
+                   grid_max_rows: int = 32,
+                   force: bool = False) -> List[str]:
+    """Stylise every content image with every style image; return the written result paths.
+
+    Refuses outputs that exist (unless ``force``) or that are one of the images, before writing any."""
     from mmengine.utils import ProgressBar
-    from PIL import Image
 
     from mmkd_plugins.datasets.unpaired_style import scan_images
     contents, styles = scan_images(content), scan_images(style)
     if not contents or not styles:
         raise FileNotFoundError(f'no images found: {len(contents)} under {content}, '
                                 f'{len(styles)} under {style}')
+    planned = [osp.join(out_dir, _result_name(c, s)) for c in contents for s in styles]
+    check_output_files(planned + ([osp.join(out_dir, grid)] if grid else []), contents + styles, force)
     os.makedirs(out_dir, exist_ok=True)
     style_imgs = {p: _load(p, style_size) for p in styles}
     outputs, rows = [], []
@@ -134,17 +161,15 @@ def stylize_folder(model,
             s_img = style_imgs[s_path]
             result = model.stylize(c_tensor, _to_tensor(s_img, device), alpha=alpha)
             r_img = (result[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
-            name = (f'{osp.splitext(osp.basename(c_path))[0]}_'
-                    f'{osp.splitext(osp.basename(s_path))[0]}.png')
-            path = osp.join(out_dir, name)
-            Image.fromarray(r_img).save(path)
+            path = osp.join(out_dir, _result_name(c_path, s_path))
+            _save_png(r_img, path)
             outputs.append(path)
             if len(rows) < grid_max_rows:
                 rows.append((c_img, s_img, r_img))
             bar.update()
     sys.stdout.write('\n')
     if grid:
-        Image.fromarray(make_grid(rows, grid_cell)).save(osp.join(out_dir, grid))
+        _save_png(make_grid(rows, grid_cell), osp.join(out_dir, grid))
     return outputs
 
 
@@ -159,7 +184,6 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
 
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
 
     import mmkd_plugins  # noqa: F401  (registers the modules)
     cfg = Config.fromfile(args.config)
@@ -168,17 +192,21 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     model = MODELS.build(cfg.model)
     if str(args.checkpoint).lower() != 'none':
-        if not osp.isfile(args.checkpoint):
-            raise FileNotFoundError(f'checkpoint "{args.checkpoint}" does not exist')
-        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+        from mmkd_plugins.distillers.teacher import read_state_dict
+        from mmkd_plugins.utils.checkpoint_files import check_checkpoint_file
+        from mmkd_plugins.utils.checkpoint_match import check_state_dict_matches
+        check_checkpoint_file(args.checkpoint)
+        state = read_state_dict(args.checkpoint)
+        check_state_dict_matches(model.state_dict(), state, args.checkpoint, strict=True, hint=None)
+        model.load_state_dict(state, strict=True)
     model.to(args.device).eval()
     outputs = stylize_folder(model, args.content, args.style, args.out_dir, args.alpha,
                              args.size, args.style_size, args.device, args.grid, args.grid_cell,
-                             args.grid_max_rows)
+                             args.grid_max_rows, args.force)
     print(f'wrote {len(outputs)} stylised images' +
           (f' and {args.grid}' if args.grid else '') + f' to {args.out_dir}')
     return outputs
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -9,16 +9,22 @@ CONFIG may live anywhere (a downstream repository) and inherit ours with
 Checkpoints (``--resume``, ``load_from``, ``teacher_ckpt``, pretrained inits) are unpickled
 weights-only with the allowlist of mmengine checkpoints; ``--unsafe-load`` (or ``unsafe_load = True``
 in the config, or ``MMKD_UNSAFE_LOAD=1``) unpickles them fully: only for files you trust.
+
+``--resume CKPT`` refuses a file that is not a training checkpoint of this config's model (e.g. the
+teacher's weights, or a checkpoint of another model): its keys must be the model's and it must hold the
+optimizer state. Errors are one line (``--debug`` or ``MMKD_DEBUG=1`` for the traceback).
 """
 import argparse
 import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
-
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
 
 import mmkd_plugins  # noqa: E402,F401  (registers modules and the 'mmkd_plugins::' config prefix)
 from mmkd_plugins.utils import export_configs_env, set_unsafe_load  # noqa: E402
@@ -110,6 +116,36 @@ def setup_cpu_distributed(cfg: Config) -> None:
                                      find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
+def check_resume_checkpoint(runner, checkpoint: str) -> None:
+    """Refuse ``--resume CKPT`` unless CKPT is a training checkpoint of the runner's model: same keys
+    and shapes, and an optimizer state (a teacher's or another model's weights are not)."""
+    from mmengine.model import is_model_wrapper
+
+    from mmkd_plugins.utils import load_local_checkpoint
+    from mmkd_plugins.utils.checkpoint_files import check_checkpoint_file
+    from mmkd_plugins.utils.checkpoint_match import CheckpointMismatchError, check_state_dict_matches
+    if '://' in checkpoint:
+        return
+    check_checkpoint_file(checkpoint, '--resume checkpoint')
+    ckpt = load_local_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt.get('state_dict') if isinstance(ckpt, dict) else None
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    what = f'--resume {checkpoint}: not a training checkpoint of this config\'s model'
+    if not isinstance(state, dict):
+        raise ValueError(f'{what} (no "state_dict"; a bare weight file can be loaded with '
+                         '--cfg-options load_from=PATH instead of --resume)')
+    state = {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+    try:
+        check_state_dict_matches(model.state_dict(), state, checkpoint, strict=True, hint=None)
+    except CheckpointMismatchError as err:
+        detail = str(err).replace(f'{checkpoint}: ', '', 1)
+        raise ValueError(f'{what}: {detail} (a teacher checkpoint goes to model.teacher_ckpt, '
+                         'initial weights to load_from)') from err
+    if 'optimizer' not in ckpt:
+        raise ValueError(f'{what}: it holds no optimizer state (weights only; start from it with '
+                         '--cfg-options load_from=PATH instead of --resume)')
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
@@ -118,8 +154,10 @@ def main(argv=None):
     if runner is None:
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
+    if args.resume not in (None, 'auto'):
+        check_resume_checkpoint(runner, args.resume)
     runner.train()
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -16,17 +16,36 @@ progress bar over all frames and the speed (FPS of the model, pre/post-processin
 excluded, measured per frame with device synchronisation). ``--overlay strip`` writes one image strip
 per video (``<out-dir>/_overlays/<video>.jpg``), ``--overlay video`` an mp4 per video, for a person to
 look at. ``--eval`` also computes DAVIS J&F against the annotations of the dataset (DAVIS only).
+
+Refuses (one line, exit status 1; ``--debug`` for the traceback):
+
+- a checkpoint that does not fit the config's model (missing / unexpected / mis-shaped keys; the masks
+  of a partly random model would look like results): ``--non-strict`` loads the matching weights anyway;
+  a distiller checkpoint is refused with the conversion command; a file that is not a checkpoint is named;
+- ``--eval`` on videos whose scored frames lack ground truth (J&F would count them as empty masks and
+  score an empty prediction as perfect), unless ``--skip-unannotated`` scores the annotated frames only;
+- a video folder without frames;
+- an ``--out-dir`` whose masks / summary / overlays already exist (``--force`` replaces them) or that is
+  a folder of the dataset (the annotations would be overwritten). Every file is written atomically.
 """
 import argparse
 import json
 import os
 import os.path as osp
+import sys
 import time
 from typing import List, Optional
 
-import numpy as np
-import torch
-from mmengine.config import DictAction
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
+
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from mmkd_plugins.utils.safe_output import (add_force_argument, atomic_write,  # noqa: E402
+                                            check_output_files)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -41,6 +60,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='also write an image strip or an mp4 with the masks over the frames')
     parser.add_argument('--overlay-frames', type=int, default=8, help='frames in an overlay strip')
     parser.add_argument('--eval', action='store_true', help='compute DAVIS J&F (needs all annotations)')
+    parser.add_argument('--skip-unannotated', action='store_true',
+                        help='with --eval: score only the frames that have a ground-truth annotation '
+                        '(default: a scored frame without annotation is an error)')
+    parser.add_argument('--non-strict', action='store_true',
+                        help='load the checkpoint even when keys are missing / unexpected / mis-shaped')
+    add_force_argument(parser)
     parser.add_argument('--max-videos', type=int, default=None, help='only the first N videos')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
@@ -81,24 +106,78 @@ def write_overlay(kind: str, path_noext: str, frames: List[np.ndarray], preds: n
             cv2.putText(tile, str(i), (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
             tiles.append(tile)
         path = path_noext + '.jpg'
-        cv2.imwrite(path, cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+        ok, data = cv2.imencode('.jpg', cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RuntimeError(f'could not encode the overlay strip {path}')
+        with atomic_write(path, 'wb') as fh:
+            fh.write(data.tobytes())
         return path
     path = path_noext + '.mp4'
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps, (w, h))
+    tmp = osp.join(osp.dirname(path), f'.{osp.basename(path)}.tmp.mp4')  # OpenCV writes by name
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*'mp4v'), fps, (w, h))
     if not writer.isOpened():
         raise RuntimeError(f'could not open a video writer for {path} (OpenCV without mp4 support?)')
-    for f, p in zip(frames, preds):
-        writer.write(cv2.cvtColor(overlay(f, p), cv2.COLOR_RGB2BGR))
-    writer.release()
+    try:
+        for f, p in zip(frames, preds):
+            writer.write(cv2.cvtColor(overlay(f, p), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    os.replace(tmp, path)
     return path
+
+
+def load_weights(model: torch.nn.Module, checkpoint: str, strict: bool = True) -> None:
+    """Load ``checkpoint`` into ``model`` after checking that it fits (see the module doc)."""
+    from mmkd_plugins.distillers.teacher import read_state_dict
+    from mmkd_plugins.utils.checkpoint_files import check_checkpoint_file
+    from mmkd_plugins.utils.checkpoint_match import check_state_dict_matches
+    check_checkpoint_file(checkpoint)
+    state = read_state_dict(checkpoint)
+    check_state_dict_matches(model.state_dict(), state, checkpoint, strict)
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in state.items()
+                           if k in own and tuple(getattr(v, 'shape', ())) == tuple(own[k].shape)},
+                          strict=False)
+
+
+def planned_outputs(dataset, n_videos: int, out_dir: str, overlay_kind: str) -> List[str]:
+    """Every file this run writes (checked before anything is written); raises when ``out_dir`` is one
+    of the dataset's frame or annotation folders."""
+    paths = [osp.join(out_dir, 'inference_summary.json')]
+    for i in range(n_videos):
+        info = dataset.get_data_info(i)
+        video = info['video']
+        target = osp.realpath(osp.join(out_dir, video))
+        for src in info['frames'][:1] + [m for m in info.get('masks', [])[:1] if m]:
+            if osp.realpath(osp.dirname(src)) == target:
+                raise ValueError(f'--out-dir {out_dir}: it is a folder of the dataset ({osp.dirname(src)} '
+                                 'would be written into): choose another output folder')
+        save = set(info['save_frames']) if 'save_frames' in info else None
+        paths += [osp.join(out_dir, video, f'{name}.png') for name in info['frame_names']
+                  if save is None or name in save]
+        if overlay_kind != 'none':
+            paths.append(osp.join(out_dir, '_overlays', video + ('.jpg' if overlay_kind == 'strip' else '.mp4')))
+    return paths
+
+
+def check_annotations(dataset, n_videos: int) -> None:
+    """Before inference: ``--eval`` needs ground truth on every scored frame (see ``--skip-unannotated``)."""
+    from mmkd_plugins.evaluation.metrics.davis import unannotated_frames
+    for i in range(n_videos):
+        info = dataset.get_data_info(i)
+        missing = unannotated_frames([m is not None for m in info['masks']], len(info['masks']))
+        if missing:
+            raise ValueError(f'--eval: video {info["video"]}: {len(missing)} of its {len(info["masks"]) - 2} '
+                             f'scored frames have no annotation (frame {info["frame_names"][missing[0]]} first, '
+                             f'in {osp.dirname(info["masks"][0] or info["frames"][0])}); J&F would count them as '
+                             'empty masks. Pass --skip-unannotated to score only the annotated frames')
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     from mmengine.config import Config
     from mmengine.registry import DATASETS, MODELS
-    from mmengine.runner import load_checkpoint
     from mmengine.utils import import_modules_from_strings
 
     import mmkd_plugins  # noqa: F401  (registers the modules)
@@ -114,12 +193,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
         raise KeyError(f'the config has no "{args.dataloader}" (use --dataloader val_dataloader?)')
 
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    load_weights(model, args.checkpoint, strict=not args.non_strict)
     model.to(args.device).eval()
     dataset = DATASETS.build(cfg[args.dataloader]['dataset'])
     if not getattr(dataset, 'test_mode', False):
         raise ValueError('the dataset must be in test_mode (whole videos)')
     n_videos = len(dataset) if args.max_videos is None else min(args.max_videos, len(dataset))
+    if args.eval and not args.skip_unannotated:
+        check_annotations(dataset, n_videos)
+    check_output_files(planned_outputs(dataset, n_videos, args.out_dir, args.overlay),
+                       [args.config, args.checkpoint], args.force)
     total_frames = sum(len(dataset.get_data_info(i)['frames']) for i in range(n_videos))
 
     from tqdm import tqdm
@@ -151,7 +234,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             overlays.append(write_overlay(args.overlay, osp.join(args.out_dir, '_overlays', meta['video']),
                                           frames, preds_np, args.overlay_frames))
         if args.eval:
-            j, f = evaluate_sequence(ds.gt_masks.cpu().numpy(), preds_np)
+            j, f = evaluate_sequence(ds.gt_masks.cpu().numpy(), preds_np, annotated=meta.get('annotated'),
+                                     skip_unannotated=args.skip_unannotated, video=meta['video'])
             for k in range(j.shape[0]):
                 per_object[f"{meta['video']}_{k + 1}"] = dict(J=j[k], F=f[k])
     bar.close()
@@ -164,10 +248,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         metrics = {k: 100 * v for k, v in summarize(per_object).items()}
         result['metrics'] = metrics
         print('  '.join(f'{k}: {v:.2f}' for k, v in metrics.items()))
-    with open(osp.join(args.out_dir, 'inference_summary.json'), 'w') as fh:
+    with atomic_write(osp.join(args.out_dir, 'inference_summary.json'), 'w') as fh:
         json.dump({k: v for k, v in result.items()}, fh, indent=2)
     return result
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

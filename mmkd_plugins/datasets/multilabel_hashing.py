@@ -79,10 +79,12 @@ def write_hashing_list(path: str, image_paths: Sequence[str], multi_hot: np.ndar
     if multi_hot.ndim != 2 or multi_hot.shape[0] != len(image_paths):
         raise ValueError(f'write_hashing_list: need ({len(image_paths)}, C) labels, got '
                          f'{multi_hot.shape}')
-    with open(path, 'w', encoding='utf-8') as f:
+    from mmkd_plugins.utils.safe_output import atomic_write
+    for img in image_paths:
+        if any(c.isspace() for c in img):
+            raise ValueError(f'write_hashing_list: image paths cannot contain spaces: {img!r}')
+    with atomic_write(path, 'w', encoding='utf-8') as f:
         for img, row in zip(image_paths, multi_hot):
-            if any(c.isspace() for c in img):
-                raise ValueError(f'write_hashing_list: image paths cannot contain spaces: {img!r}')
             f.write(img + ' ' + ' '.join(str(int(v != 0)) for v in row) + '\n')
 
 
@@ -154,6 +156,8 @@ def flickr25k_hashing_lists(img_txt: str,
         except json.JSONDecodeError as exc:
             raise ValueError(f'{perm_file}: not a JSON list of indices ({exc})') from None
     n = len(images)
+    if n == 0:
+        raise ValueError(f'FLICKR25K split: {img_txt} and {targets_txt} list no image: nothing to split')
     if not isinstance(perm, list) or sorted(perm) != list(range(n)):
         raise ValueError(f'{perm_file}: must be a JSON list holding each index 0..{n - 1} once '
                          f'(a permutation of the {n} images)')
@@ -163,6 +167,10 @@ def flickr25k_hashing_lists(img_txt: str,
     labels = np.asarray(rows, dtype=np.uint8).reshape(n, -1)
     parts = dict(query=perm[:num_query], train=perm[num_query:num_query + num_train],
                  database=perm[num_query + num_train:])
+    empty = [split for split, index in parts.items() if not index]
+    if empty:
+        raise ValueError(f'FLICKR25K split: the {"/".join(empty)} split would be empty (num_query={num_query}, '
+                         f'num_train={num_train}, {n} images); the datasets refuse empty list files')
     files = dict(query='test.txt', train='train.txt', database='database.txt')
     os.makedirs(out_dir, exist_ok=True)
     for split, index in parts.items():
@@ -245,9 +253,9 @@ class MultiLabelHashingDataset(BaseDataset):
                          gt_label=np.flatnonzero(multi_hot).astype(np.int64),
                          gt_score=multi_hot.astype(np.float32),
                          split=split))
-        if num_classes is None:
-            raise ValueError(f'{type(self).__name__}: empty list file(s) {list(self.ann_files.values())} '
-                             'and no classes/num_classes given')
+        if not data_list:
+            raise ValueError(f'{type(self).__name__}: empty list file(s) {list(self.ann_files.values())}: no '
+                             '"image_path l_1 ... l_C" line, so the split has no image')
         if not classes:
             self._metainfo['classes'] = tuple(f'class_{i}' for i in range(num_classes))
         return data_list

@@ -12,8 +12,10 @@ Layouts read (``data_root`` is the dataset folder):
 
 Samples are ``dict(inputs=uint8 (T, 3, H, W) RGB, data_samples=BaseDataElement)`` with ``gt_masks``
 (T, H, W) long label maps and metainfo ``video``, ``frame_names``, ``num_objects`` and, at test time,
-``ori_shape`` and ``init_frames`` (frames are resized so that the shorter side is ``test_short_side``;
-``gt_masks`` stay at the original size).
+``ori_shape``, ``init_frames`` and ``annotated`` (frames are resized so that the shorter side is
+``test_short_side``; ``gt_masks`` stay at the original size). ``annotated`` has one bool per frame: whether
+it has a ground-truth annotation (a frame without one has an all-zero ``gt_masks`` entry, which the DAVIS
+metric refuses to score as an empty mask). A video folder without frames is an error naming it.
 """
 import json
 import logging
@@ -65,8 +67,10 @@ def read_mask(path: str, binary: bool = False) -> np.ndarray:
 
 
 def write_mask(path: str, labels: np.ndarray, palette: Optional[np.ndarray] = None) -> None:
-    """Write an (H, W) label map as a palette PNG (DAVIS palette by default)."""
+    """Write an (H, W) label map as a palette PNG (DAVIS palette by default), atomically."""
     from PIL import Image
+
+    from mmkd_plugins.utils.safe_output import atomic_write
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f'write_mask: labels must be (H, W), got {labels.shape}')
@@ -75,7 +79,8 @@ def write_mask(path: str, labels: np.ndarray, palette: Optional[np.ndarray] = No
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     im = Image.fromarray(labels.astype(np.uint8), mode='P')
     im.putpalette((davis_palette() if palette is None else palette).reshape(-1).tolist())
-    im.save(path)
+    with atomic_write(path, 'wb') as fh:
+        im.save(fh, format='PNG')
 
 
 def read_image(path: str) -> np.ndarray:
@@ -520,6 +525,9 @@ class VOSDataset(BaseDataset):
             if subset is not None and video not in subset:
                 continue
             names = _list_images(osp.join(img_root, video))
+            if not names:
+                raise FileNotFoundError(f'VOSDataset: video {video} has no frames: no '
+                                        f'{"/".join(IMG_EXTS)} file in {osp.join(img_root, video)}')
             stems = [osp.splitext(n)[0] for n in names]
             masks = [osp.join(ann_root, video, s + '.png') for s in stems]
             masks = [m if osp.isfile(m) else None for m in masks]
@@ -589,7 +597,8 @@ class VOSDataset(BaseDataset):
             frames = [_resize(f, size, nearest=False, interpolation=self.test_interpolation)
                       for f in frames]
         meta = dict(video=info['video'], frame_names=info['frame_names'], ori_shape=(h, w),
-                    init_frames=init, num_objects=int(labels[0].max()))
+                    init_frames=init, num_objects=int(labels[0].max()),
+                    annotated=[m is not None for m in info['masks']])
         if 'save_frames' in info:
             meta['save_frames'] = info['save_frames']
         return _pack(frames, labels, meta)

@@ -10,6 +10,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODELS
 
 from ..utils import require
+from ..utils.checkpoint_files import check_checkpoint_file
 from ..utils.config_paths import PREFIX as CONFIG_PREFIX
 from ..utils.config_paths import resolve_config
 from ..utils.safe_load import unsafe_load
@@ -77,6 +78,8 @@ def read_checkpoint(filename: str, unsafe: Optional[bool] = None) -> Any:
         raise FileNotFoundError(f'teacher checkpoint not found: {filename!r} (a local path; a URL '
                                 '(http(s)://, open-mmlab://, torchvision://, ...) is downloaded '
                                 'into the torch hub cache instead)')
+    if not _is_remote(filename):  # empty / truncated / not a checkpoint: say so before unpickling
+        check_checkpoint_file(osp.expanduser(filename))
     with unsafe_load(unsafe) if unsafe is not None else contextlib.nullcontext():
         try:
             return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
@@ -108,20 +111,16 @@ def load_weights_strictly(model: nn.Module, filename: str, what: str = 'teacher'
                           unsafe: Optional[bool] = None) -> None:
     """Load ``filename`` (path or URL) into ``model``; any missing / unexpected / mis-shaped key is
     an error."""
+    from ..utils.checkpoint_match import compare_state_dicts
     state = read_state_dict(filename, unsafe)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mis_shaped = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}'
-                  for k, v in own.items() if k in state and hasattr(state[k], 'shape')
-                  and tuple(state[k].shape) != tuple(v.shape)]
+    missing, unexpected, mis_shaped = compare_state_dicts(model.state_dict(), state)
     if missing or unexpected or mis_shaped:
         def show(keys):
             return f'{keys[:10]}' + (f' ... (+{len(keys) - 10})' if len(keys) > 10 else '')
         hint = ''
         if any(k.startswith('student.') for k in unexpected):
-            hint = (' The file looks like a distiller checkpoint: convert it first with '
-                    'tools/convert_kd_ckpt_to_student.py.')
+            hint = (' The file looks like a distiller checkpoint: convert it first: '
+                    f'python tools/convert_kd_ckpt_to_student.py {filename} OUT.pth')
         raise ValueError(f'{what} checkpoint {filename} does not match the {what} config: '
                          f'missing keys {show(missing)}, unexpected keys {show(unexpected)}, '
                          f'shape mismatches {show(mis_shaped)}.{hint}')

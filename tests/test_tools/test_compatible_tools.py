@@ -78,14 +78,16 @@ def test_bict_upgrade_fit_and_apply(files, tmp_path):
     bict_upgrade.main([files['old'], out2, '--transformation', psi_path])
     assert torch.allclose(load_embeddings(out2)['embeddings'], up['embeddings'], atol=1e-6)
     assert load_embeddings(out2)['meta']['bict_objective'] == 'regression'
+    never = str(tmp_path / 'never.pth')   # out2 exists now: replacing it would need --force
     with pytest.raises(SystemExit, match='trained with objective'):
-        bict_upgrade.main([files['old'], out2, '--transformation', psi_path, '--objective', 'new_classifier'])
+        bict_upgrade.main([files['old'], never, '--transformation', psi_path, '--objective', 'new_classifier'])
     with pytest.raises(SystemExit, match='give either --transformation'):
-        bict_upgrade.main([files['old'], out2])
+        bict_upgrade.main([files['old'], never])
     with pytest.raises(SystemExit, match='needs --new-checkpoint'):
-        bict_upgrade.main([files['old'], out2, '--fit-old', files['old']])
+        bict_upgrade.main([files['old'], never, '--fit-old', files['old']])
     with pytest.raises(SystemExit, match='only old rows'):
-        bict_upgrade.main([files['new'], out2, '--transformation', psi_path])
+        bict_upgrade.main([files['new'], never, '--transformation', psi_path])
+    assert not osp.exists(never)
 
 
 def test_bict_upgrade_new_classifier_objective(files, tmp_path, capsys):
@@ -159,7 +161,7 @@ def test_backfill_evaluate_aligns_rows_by_index(files, tmp_path, capsys):
     assert a['curves']['old'][0]['mAP'] == pytest.approx(a['table']['mAP(new,old)'])
     partial = str(tmp_path / 'partial.pth')
     save_embeddings(partial, new['embeddings'][:20], new['labels'][:20], indices=new['indices'][:20])
-    with pytest.raises(KeyError, match='--new-gallery lacks 10 of the reference items'):
+    with pytest.raises(KeyError, match='--new-gallery .*partial.pth lacks 10 of the reference items'):
         backfill_tool.main(args + ['--new-gallery', partial])
     with pytest.raises(FileNotFoundError, match='embedding file not found'):
         backfill_tool.main(['evaluate', '--query', 'nope.pth', '--old-gallery', files['old'],

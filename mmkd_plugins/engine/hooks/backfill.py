@@ -22,6 +22,7 @@ from mmengine.registry import HOOKS
 from mmkd_plugins.models.compatible.embed import extract_embeddings, subset_loader
 from mmkd_plugins.models.compatible.embedding_io import VERSION_NEW, load_embeddings, save_embeddings
 from mmkd_plugins.models.losses.compatible import match_dim
+from mmkd_plugins.utils.safe_output import atomic_write
 
 BACKFILL_ORDERS = ('entropy', 'least_confidence', 'margin', 'random', 'sequential')
 
@@ -104,7 +105,7 @@ def write_schedule(path: str, order: np.ndarray, steps: List[np.ndarray], galler
     """Write the backfill schedule (dataset indices to re-embed per step) as JSON; returns it."""
     sched = dict(order=strategy, num_items=int(len(order)),
                  steps=[[int(gallery_indices[i]) for i in step] for step in steps])
-    with open(path, 'w') as f:
+    with atomic_write(path, 'w') as f:
         json.dump(sched, f)
     return sched
 
@@ -173,6 +174,10 @@ def backfill_gallery(model,
     """
     gallery = load_embeddings(gallery_file)
     n = gallery['embeddings'].shape[0]
+    size = len(dataloader.dataset)
+    if n and int(gallery['indices'].max()) >= size:
+        raise ValueError(f'{gallery_file}: the gallery refers to dataset index {int(gallery["indices"].max())} '
+                         f'but the dataset has {size} items: is it the dataset the gallery came from?')
     perm = backfill_order(n, order, gallery.get('logits'), seed)
     steps = backfill_steps(perm, num_steps)
     os.makedirs(out_dir, exist_ok=True)
@@ -186,6 +191,13 @@ def backfill_gallery(model,
             if not torch.equal(new['indices'], gallery['indices'][rows]):
                 raise RuntimeError('backfill: the dataset does not return the gallery rows in order '
                                    '(sample_idx mismatch): is it the dataset the gallery came from?')
+            if gallery.get('labels') is not None and new.get('labels') is not None:
+                differ = new['labels'] != gallery['labels'][rows]
+                if differ.any():
+                    raise ValueError(f'{gallery_file}: {int(differ.sum())} of the {len(rows)} re-embedded items '
+                                     'have another label in the dataset than in the gallery (first: index '
+                                     f'{int(new["indices"][differ][0])}): the gallery was extracted from '
+                                     'another split or dataset')
             if emb is None:
                 emb = match_dim(gallery['embeddings'], new['embeddings'].shape[1]).clone()
             emb[torch.as_tensor(rows)] = new['embeddings']

@@ -12,6 +12,12 @@ Re-implements the computation of the DAVIS-2017 evaluation (davisvideochallenge/
   masks; per object: mean, recall = mean(score > 0.5), decay = mean(first quarter) - mean(last quarter)
   with the reference's overlapping bins; J&F = (mean_obj J-mean + mean_obj F-mean) / 2.
 
+Frames without ground truth: a missing annotation is not an empty mask (counting it as one scores an
+empty prediction as perfect). When the samples say which frames are annotated (metainfo ``annotated``,
+one bool per frame, set by :class:`~mmkd_plugins.datasets.VOSDataset`), an evaluated frame without
+annotation is an error naming the video and the frames, unless ``skip_unannotated=True``
+(``tools/vos_inference.py --skip-unannotated``), which scores the annotated frames only.
+
 One deliberate difference: the reference stores the bin boundaries of the decay in ``uint8`` (wrong for
 videos longer than 257 frames); integers are used here.
 """
@@ -142,17 +148,32 @@ def split_objects(labels: np.ndarray, num_objects: int) -> np.ndarray:
     return labels[None] == ids
 
 
+def unannotated_frames(annotated: Optional[Sequence[bool]], num_frames: int) -> List[int]:
+    """Indices of the scored frames (all but the first and the last) that have no ground truth."""
+    if annotated is None:
+        return []
+    if len(annotated) != num_frames:
+        raise ValueError(f'evaluate_sequence: {len(annotated)} "annotated" flags for {num_frames} frames')
+    return [t for t in range(1, num_frames - 1) if not annotated[t]]
+
+
 def evaluate_sequence(gt_labels: np.ndarray, pred_labels: np.ndarray,
-                      bound_th: float = 0.008) -> Tuple[np.ndarray, np.ndarray]:
+                      bound_th: float = 0.008, annotated: Optional[Sequence[bool]] = None,
+                      skip_unannotated: bool = False, video: str = 'the video'
+                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Per-object, per-frame J and F of one video (semi-supervised protocol).
 
     Args:
         gt_labels: (T, H, W) ground-truth label map (0 background, 255 void -> background).
         pred_labels: (T, H, W) predicted label map of the same frames (all T frames; the first and last
             are dropped here).
+        bound_th: boundary tolerance of F.
+        annotated: (T,) which frames have a ground-truth annotation (``None``: all).
+        skip_unannotated: score only the annotated frames; else an unannotated scored frame is an error.
+        video: the video's name, for messages.
 
     Returns:
-        J and F, each (num_objects, T - 2).
+        J and F, each (num_objects, T' ) with T' = T - 2 scored frames (fewer with skip_unannotated).
     """
     gt_labels, pred_labels = _to_numpy(gt_labels).astype(np.int64), _to_numpy(pred_labels).astype(np.int64)
     if gt_labels.ndim != 3 or gt_labels.shape != pred_labels.shape:
@@ -161,10 +182,20 @@ def evaluate_sequence(gt_labels: np.ndarray, pred_labels: np.ndarray,
     if gt_labels.shape[0] < 3:
         raise ValueError(f'evaluate_sequence: the protocol drops the first and last frame, so a video '
                          f'needs at least 3 frames, got {gt_labels.shape[0]}')
+    missing = unannotated_frames(annotated, gt_labels.shape[0])
+    if missing and not skip_unannotated:
+        raise ValueError(f'{video}: {len(missing)} of the {gt_labels.shape[0] - 2} scored frames have no '
+                         f'ground-truth annotation (frames {missing[:5]}{" ..." if len(missing) > 5 else ""}); '
+                         'J&F needs every scored frame annotated (DAVIS val). To score only the annotated '
+                         'frames pass --skip-unannotated (DAVISMetric(skip_unannotated=True))')
     gt_labels = np.where(gt_labels == 255, 0, gt_labels)
     num_objects = int(gt_labels[0].max())
-    gt = gt_labels[1:-1]
-    pred = pred_labels[1:-1]
+    keep = [t for t in range(1, gt_labels.shape[0] - 1) if t not in set(missing)]
+    if not keep:
+        raise ValueError(f'{video}: none of the scored frames (all but the first and the last) has a '
+                         'ground-truth annotation: nothing to evaluate')
+    gt = gt_labels[keep]
+    pred = pred_labels[keep]
     if pred.size and int(pred.max()) > num_objects:
         raise ValueError(f'evaluate_sequence: the prediction has label {int(pred.max())} but the '
                          f'first ground-truth frame has only {num_objects} objects')
@@ -200,14 +231,17 @@ class DAVISMetric(BaseMetric):
         bound_th: boundary tolerance (fraction of the image diagonal, or pixels when >= 1).
         scale: multiplier of the reported values (100 -> percentages, as the papers).
         output_dir: if given, ``global_results.csv`` and ``per-sequence_results.csv`` are written there.
+        skip_unannotated: score only the frames with a ground-truth annotation (metainfo
+            ``annotated``); by default a scored frame without annotation is an error.
     """
     default_prefix = 'davis'
 
     def __init__(self, bound_th: float = 0.008, scale: float = 100.0,
                  output_dir: Optional[str] = None, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+                 prefix: Optional[str] = None, skip_unannotated: bool = False) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.bound_th, self.scale, self.output_dir = bound_th, scale, output_dir
+        self.skip_unannotated = skip_unannotated
         self.per_object: Dict[str, Dict[str, float]] = {}
 
     def process(self, data_batch, data_samples: Sequence) -> None:
@@ -218,7 +252,8 @@ class DAVISMetric(BaseMetric):
                 raise KeyError('DAVISMetric: each sample needs "pred_masks" and "gt_masks"')
             meta = sample.metainfo if hasattr(sample, 'metainfo') else sample
             video = meta.get('video', f'video{len(self.results)}')
-            j, f = evaluate_sequence(gt, pred, self.bound_th)
+            j, f = evaluate_sequence(gt, pred, self.bound_th, meta.get('annotated'), self.skip_unannotated,
+                                     video)
             self.results.append(dict(video=video, J=j, F=f))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:

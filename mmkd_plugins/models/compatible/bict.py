@@ -138,7 +138,8 @@ def save_transformation(path: str, psi: BiCTTransformation) -> None:
     lin = [m for m in psi.mlp if isinstance(m, nn.Linear)]
     cfg = dict(old_dim=psi.old_dim, new_dim=psi.new_dim, hidden_dim=lin[0].out_features if len(lin) > 1
                else 1, num_layers=len(lin), residual=psi.residual)
-    torch.save(dict(bict_cfg=cfg, state_dict=psi.state_dict(), objective=psi.objective), path)
+    from mmkd_plugins.utils.safe_output import atomic_torch_save
+    atomic_torch_save(dict(bict_cfg=cfg, state_dict=psi.state_dict(), objective=psi.objective), path)
 
 
 def _strip_to_transformation(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -130,6 +130,8 @@ def build_embedding_model(config, checkpoint: Optional[str], device: str = 'cpu'
     from mmengine.registry import MODELS
 
     from mmkd_plugins.distillers.teacher import read_state_dict
+    from mmkd_plugins.utils.checkpoint_files import check_checkpoint_file
+    from mmkd_plugins.utils.checkpoint_match import DISTILLER_PREFIXES, check_state_dict_matches
     cfg = load_config(config)
     model_cfg = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model))
     if model_cfg.get('type') in _DISTILLERS:
@@ -139,14 +141,12 @@ def build_embedding_model(config, checkpoint: Optional[str], device: str = 'cpu'
     model_cfg.pop('init_cfg', None)
     model = MODELS.build(model_cfg)
     if checkpoint is not None:
+        check_checkpoint_file(checkpoint)
         state = read_state_dict(checkpoint)
-        if state and all(k.startswith('student.') or k.startswith('connectors.') or
-                         k.startswith('distill_losses.') for k in state):
+        if state and all(k.startswith(DISTILLER_PREFIXES) for k in state):
             state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f'checkpoint {checkpoint} does not match the model of the config: missing '
-                             f'{missing[:10]}, unexpected {unexpected[:10]}')
+        check_state_dict_matches(model.state_dict(), state, checkpoint, strict=True, hint=None)
+        model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
 

@@ -6,6 +6,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
+from ...utils.arg_checks import check_positive_int
 from ...utils.torch_compat import autocast_enabled
 
 
@@ -52,8 +53,8 @@ class MGDConnector(BaseModule):
             raise ValueError(f'lambda_mgd must be in [0, 1), got {lambda_mgd}')
         if mask_type not in ('spatial', 'channel'):
             raise ValueError(f'mask_type must be "spatial" or "channel", got {mask_type!r}')
-        self.student_channels = student_channels
-        self.teacher_channels = teacher_channels
+        self.student_channels = check_positive_int(student_channels, 'student_channels', 'MGDConnector')
+        self.teacher_channels = check_positive_int(teacher_channels, 'teacher_channels', 'MGDConnector')
         self.lambda_mgd = lambda_mgd
         self.mask_type = mask_type
         self.align = (nn.Conv2d(student_channels, teacher_channels, 1)

@@ -18,6 +18,8 @@ import torch.nn as nn
 from mmengine.registry import MODELS
 from torch import Tensor
 
+from ...utils.arg_checks import check_positive_int
+
 __all__ = ['random_token_mask', 'tokens_to_grid', 'ViTKDMimicConnector',
            'ViTKDGenerationConnector']
 
@@ -73,8 +75,8 @@ class ViTKDMimicConnector(nn.Module):
 
     def __init__(self, student_dims: int, teacher_dims: int) -> None:
         super().__init__()
-        self.student_dims = student_dims
-        self.teacher_dims = teacher_dims
+        self.student_dims = check_positive_int(student_dims, 'student_dims', type(self).__name__)
+        self.teacher_dims = check_positive_int(teacher_dims, 'teacher_dims', type(self).__name__)
         self.align = nn.Linear(student_dims, teacher_dims)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,8 +107,8 @@ class ViTKDGenerationConnector(nn.Module):
         super().__init__()
         if not 0.0 < lambda_vitkd < 1.0:
             raise ValueError(f'lambda_vitkd must be in (0, 1), got {lambda_vitkd}')
-        self.student_dims = student_dims
-        self.teacher_dims = teacher_dims
+        self.student_dims = check_positive_int(student_dims, 'student_dims', type(self).__name__)
+        self.teacher_dims = check_positive_int(teacher_dims, 'teacher_dims', type(self).__name__)
         self.lambda_vitkd = lambda_vitkd
         self.grid = tuple(grid) if grid is not None else None
         self.align = nn.Linear(student_dims, teacher_dims)
