@@ -313,6 +313,9 @@ def torch_load(f: Any, map_location: Any = None, *, unsafe: Optional[bool] = Non
         unsafe: ``True`` / ``False`` to decide here; ``None`` reads :func:`unsafe_load_enabled`.
         source: what to name in errors (the user-facing path or URL); defaults to ``f``.
     """
+    if isinstance(f, (str, os.PathLike)):  # empty / truncated / non-checkpoint: one named line
+        from .checkpoint_files import check_checkpoint_file
+        check_checkpoint_file(f)
     load = _real_torch_load()
     kwargs.pop('weights_only', None)
     if unsafe if unsafe is not None else unsafe_load_enabled():
