@@ -71,7 +71,10 @@ class RawBatchRecorder(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self.__dict__['inner'], name)
+            inner = self.__dict__.get('inner')
+            if inner is None:  # during copy / unpickling, before __init__ ran
+                raise
+            return getattr(inner, name)
 
 
 def _size2(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -206,7 +209,8 @@ class TeacherSlot:
     def apply(self, fn) -> None:
         """Apply a ``Module._apply`` function (``.to()``, ``.half()``) to the model and preprocessor."""
         self.model._apply(fn)
-        if self.preprocessor is not None and self.preprocessor is not self.model.data_preprocessor:
+        if self.preprocessor is not None and self.preprocessor is not getattr(
+                self.model, 'data_preprocessor', None):
             self.preprocessor._apply(fn)
 
 

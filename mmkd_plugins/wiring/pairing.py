@@ -1,8 +1,10 @@
 """Pair student and teacher features for a distillation method (pure functions on probes).
 
 * FPN levels (``--where neck``): each student level with the teacher level of the same stride.
-* Backbone stages (``--where backbone``, CNNs): the student's last stage with the teacher stage of
-  the same stride, else the teacher's last stage resampled to the student's stride.
+* Backbone stages (``--where backbone``, CNNs): the last stage of each (the deepest features, as
+  the MGD paper distils for classification and segmentation); where their strides differ (e.g. a
+  dilated stride-8 student and a stride-32 teacher) the teacher's map is resampled to the
+  student's stride.
 * ViT blocks (ViTKD): student block ``i`` of ``Ds`` with teacher block
   ``round((i + 1) * Dt / Ds) - 1`` (same depth fraction), the final norms together; a token-grid
   difference is resampled on the teacher side.
@@ -53,8 +55,7 @@ def pair_neck(student: Probe, teacher: Probe) -> List[Pair]:
 
 
 def pair_backbone(student: Probe, teacher: Probe) -> List[Pair]:
-    """The student's last backbone stage and the teacher stage of the same stride (or the
-    teacher's last stage, resampled)."""
+    """The last backbone stage of each; the teacher's resampled where the strides differ."""
     if student.is_vit or teacher.is_vit:
         vit = 'student' if student.is_vit else 'teacher'
         raise WiringError(f'--where backbone with MGD needs CNN feature maps, but the {vit} is a '
@@ -62,9 +63,7 @@ def pair_backbone(student: Probe, teacher: Probe) -> List[Pair]:
     if not student.backbone or not teacher.backbone:
         who = 'student' if not student.backbone else 'teacher'
         raise WiringError(f'--where backbone: the {who} backbone gives no feature maps')
-    s = student.backbone[-1]
-    same = [t for t in teacher.backbone if math.isclose(t.stride, s.stride, rel_tol=1e-6)]
-    return [_map_pair('feat', s, same[-1] if same else teacher.backbone[-1])]
+    return [_map_pair('feat', student.backbone[-1], teacher.backbone[-1])]
 
 
 def depth_pairs(num_student: int, num_teacher: int, num_low: int = 2) -> List[tuple]:

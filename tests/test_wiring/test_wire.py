@@ -96,6 +96,9 @@ def train_written(cfg: Config, work_dir: str, scope: str, torch_home, monkeypatc
     monkeypatch.setenv('TORCH_HOME', str(torch_home))
     stand_in_pretrained(cfg.model.student.to_dict(), scope, torch_home)
     cfg.work_dir = work_dir
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader', 'test_cfg',
+                'test_evaluator'):  # training is what is checked here
+        cfg[key] = None
     cfg.default_hooks.logger.interval = 1
     cfg.log_level = 'WARNING'
     cfg.visualizer.name = f'visualizer_wire_{id(cfg)}'
@@ -127,9 +130,6 @@ def tiny_cls_data(cfg: Config, root: str, size: int) -> None:
         sampler=dict(type='DefaultSampler', shuffle=False),
         dataset=dict(type='CustomDataset', data_root=root,
                      pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))
-    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader', 'test_cfg',
-                'test_evaluator'):
-        cfg[key] = None
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
 
