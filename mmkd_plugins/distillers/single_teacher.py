@@ -11,7 +11,7 @@ from mmengine.registry import MODELS
 
 from .taps import FeatureTaps, TapError, find_module
 from .teacher import build_frozen_teacher, load_model_config
-from .teacher_slot import TEACHER_FORWARDS, RawBatchRecorder, TeacherSlot
+from .teacher_slot import TEACHER_FORWARDS, RawBatchRecorder, TeacherSlot, augment_list
 
 # student.<tap> | teacher.<tap> | teacher.<name>.<tap>, optionally inside <connector>( ... )
 _SOURCE = re.compile(r'^\s*(?:(?P<conn>\w+)\(\s*)?(?P<side>student|teacher)\.'
@@ -214,7 +214,7 @@ class SingleTeacherDistiller(BaseModel):
 
     def _check_batch_augments(self) -> None:
         augments = getattr(self.student.data_preprocessor, 'batch_augments', None)
-        kinds = {type(a).__name__ for a in getattr(augments, 'augments', [augments]) if a is not None}
+        kinds = {type(a).__name__ for a in augment_list(augments)}
         stateful = kinds & {'BatchSyncRandomResize', 'BatchFixedSizePad'}
         if stateful:
             raise ValueError(f'a teacher with its own data_preprocessor cannot replay the student\'s '

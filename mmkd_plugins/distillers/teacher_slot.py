@@ -10,7 +10,7 @@ the teacher sees the same mixing (same lambda, same permutation; a CutMix box at
 place up to rounding).
 """
 import random
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -178,8 +178,8 @@ class TeacherSlot:
         if augments is not None:
             set_rng_state(before)
             try:
-                inputs, _ = augments(inputs, _augment_targets(samples, inputs,
-                                                              student_preprocessor))
+                inputs = _replay(augments, inputs,
+                                 _augment_targets(samples, inputs, student_preprocessor))
             finally:
                 set_rng_state(after)
         return inputs, samples
@@ -212,6 +212,27 @@ class TeacherSlot:
         if self.preprocessor is not None and self.preprocessor is not getattr(
                 self.model, 'data_preprocessor', None):
             self.preprocessor._apply(fn)
+
+
+def augment_list(augments: Any) -> list:
+    """The individual batch augments of a preprocessor's ``batch_augments`` (None: none)."""
+    if augments is None:
+        return []
+    if isinstance(augments, (list, tuple, nn.ModuleList)):
+        return list(augments)
+    return list(getattr(augments, 'augments', None) or [augments])
+
+
+def _replay(augments: Any, inputs: torch.Tensor, targets: Any) -> torch.Tensor:
+    """Apply the student's batch augments to the teacher's inputs (the mixed targets are dropped).
+
+    mmpretrain keeps one callable (``RandomBatchAugment``), mmdet / mmseg a list applied in turn.
+    """
+    if isinstance(augments, (list, tuple, nn.ModuleList)):
+        for aug in augments:
+            inputs, targets = aug(inputs, targets)
+        return inputs
+    return augments(inputs, targets)[0]
 
 
 def _augment_targets(samples, inputs, student_preprocessor):
