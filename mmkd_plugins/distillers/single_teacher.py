@@ -230,8 +230,9 @@ class SingleTeacherDistiller(BaseModel):
     def teacher(self) -> Optional[nn.Module]:
         """The teacher (the only one); None without a teacher."""
         if len(self._slots) > 1:
-            raise AttributeError(f'this distiller has several teachers {sorted(self._slots)}: use '
-                                 '.teachers[name]')
+            # not AttributeError: nn.Module.__getattr__ would hide the message
+            raise RuntimeError(f'this distiller has several teachers {sorted(self._slots)}: use '
+                               '.teachers[name]')
         return next(iter(self._slots.values())).model if self._slots else None
 
     @property
@@ -242,7 +243,7 @@ class SingleTeacherDistiller(BaseModel):
     def teacher_taps(self) -> Optional[FeatureTaps]:
         """The taps of the only teacher (None without a teacher)."""
         if len(self._slots) > 1:
-            raise AttributeError('several teachers: use .teacher_slots[name].taps')
+            raise RuntimeError('several teachers: use .teacher_slots[name].taps')
         return next(iter(self._slots.values())).taps if self._slots else None
 
     @property

@@ -65,8 +65,11 @@ def train_forward(model, data):
 
 
 def test_teacher_sees_its_own_preprocessing_and_input_size(ckpt):
-    model = MODELS.build(distiller_cfg(ckpt, teacher_data_preprocessor=TEACHER_PRE,
-                                       teacher_input_size=24))
+    cfg = distiller_cfg(ckpt, teacher_data_preprocessor=TEACHER_PRE, teacher_input_size=24)
+    # 24 px gives the teacher a 3x3 last stage, the student's 16 px 2x2: resampled to 2x2
+    cfg['connectors']['rs'] = dict(type='FeatureResample', size=2)
+    cfg['distill_losses']['loss_mgd']['inputs']['preds_T'] = 'rs(teacher.feat)'
+    model = MODELS.build(cfg)
     model.train()
     teacher_in, student_in = seen_by(model.teacher.backbone), seen_by(model.student.backbone)
     data = raw_batch()
@@ -114,11 +117,13 @@ def test_student_mixup_is_replayed_on_the_teacher_inputs(ckpt):
                                        teacher_data_preprocessor=TEACHER_PRE))
     model.train()
     teacher_in = seen_by(model.teacher.backbone)
+    # the random state when the student starts its forward (after the teacher ran)
+    states = []
+    model.student.backbone.register_forward_pre_hook(lambda *a: states.append(rng_state()))
     data = raw_batch(n=6, seed=5)
     torch.manual_seed(7)
     start = rng_state()
     out, _ = train_forward(model, copy.deepcopy(data))
-    after_distiller = torch.rand(3)
 
     # reference: the same draws applied to the teacher's own preprocessing of the raw batch
     teacher_pre = MODELS.build(TEACHER_PRE)
@@ -126,7 +131,7 @@ def test_student_mixup_is_replayed_on_the_teacher_inputs(ckpt):
                                     std=[127.5] * 3, to_rgb=True, num_classes=10, **mixup))
     set_rng_state(start)
     ref_student = student_pre(copy.deepcopy(data), True)['inputs']
-    after_plain = torch.rand(3)
+    after_plain = rng_state()
     set_rng_state(start)
     clean = teacher_pre(copy.deepcopy(data), True)['inputs']
     ref_teacher, _ = student_pre.batch_augments(clean, torch.zeros(6, 1))
@@ -134,7 +139,8 @@ def test_student_mixup_is_replayed_on_the_teacher_inputs(ckpt):
     assert torch.allclose(teacher_in[0], ref_teacher, atol=1e-5)
     assert not torch.allclose(teacher_in[0], clean, atol=1e-3)  # it was mixed
     # the random stream continues as if the teacher had not drawn anything
-    assert torch.equal(after_distiller, after_plain)
+    assert torch.equal(states[0][2], after_plain[2])
+    assert (states[0][1][1] == after_plain[1][1]).all() and states[0][0] == after_plain[0]
 
 
 def test_errors_are_clear(ckpt):
