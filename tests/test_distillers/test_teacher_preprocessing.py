@@ -15,6 +15,7 @@ pytest.importorskip('mmpretrain')
 
 from mmkd_plugins.distillers.teacher_slot import rng_state, set_rng_state  # noqa: E402
 from tests.helpers import save_random_weights, tiny_classifier_cfg  # noqa: E402
+from tests.test_distillers.test_single_teacher import mgd_distiller_cfg  # noqa: E402
 
 TEACHER_PRE = dict(type='mmpretrain.ClsDataPreprocessor', mean=[100., 110., 120.],
                    std=[50., 60., 70.], to_rgb=False, num_classes=10)
@@ -29,19 +30,12 @@ def raw_batch(n=4, size=16, seed=0):
 
 
 def distiller_cfg(ckpt, student_pre=None, **kw):
-    student = tiny_classifier_cfg(width=4)
-    student['data_preprocessor'] = dict(
+    """The MGD test distiller (teacher run to its backbone) with a student preprocessor that
+    differs from the teacher's."""
+    cfg = mgd_distiller_cfg(ckpt, teacher_forward='backbone', **kw)
+    cfg['student']['data_preprocessor'] = dict(
         type='mmpretrain.ClsDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True,
         num_classes=10, **(student_pre or {}))
-    cfg = dict(type='SingleTeacherDistiller', student=student,
-               teacher=tiny_classifier_cfg(width=8), teacher_ckpt=ckpt, teacher_forward='backbone',
-               student_taps=dict(feat=dict(module='backbone', idx=-1)),
-               teacher_taps=dict(feat=dict(module='backbone', idx=-1)),
-               connectors=dict(mgd=dict(type='MGDConnector', student_channels=32,
-                                        teacher_channels=64, lambda_mgd=0.5)),
-               distill_losses=dict(loss_mgd=dict(type='MGDLoss', alpha_mgd=1e-3, inputs=dict(
-                   preds_S='mgd(student.feat)', preds_T='teacher.feat'))))
-    cfg.update(kw)
     return cfg
 
 

@@ -29,7 +29,7 @@ from mmkd_plugins.wiring import PAPER_WEIGHTS, WiringError, depth_pairs  # noqa:
 from mmkd_plugins.wiring.cli import main as wire_main  # noqa: E402
 from mmkd_plugins.wiring.cli import wire  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
-from tests.data_makers.tiny_det_seg import make_tiny_cityscapes, make_tiny_coco  # noqa: E402
+from tests.test_e2e.test_mgd_det_seg_e2e import data  # noqa: E402,F401  (tiny COCO + Cityscapes)
 from tests.test_e2e.test_mgd_det_seg_e2e import tiny_data  # noqa: E402
 
 RETINA = 'mmdet::retinanet/retinanet_r50_fpn_2x_coco.py'
@@ -107,14 +107,6 @@ def train_written(cfg: Config, work_dir: str, scope: str, torch_home, monkeypatc
     return runner
 
 
-@pytest.fixture(scope='module')
-def det_seg_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('wire_data')
-    make_tiny_coco(str(root / 'coco'), num_train=4, num_val=2, size=64)
-    make_tiny_cityscapes(str(root / 'cityscapes'), num_train=2, num_val=2, size=(64, 128))
-    return dict(coco=str(root / 'coco'), cityscapes=str(root / 'cityscapes'))
-
-
 def tiny_cls_data(cfg: Config, root: str, size: int) -> None:
     """An image folder of 2 classes x 2 images instead of ImageNet; no validation."""
     import cv2
@@ -135,7 +127,7 @@ def tiny_cls_data(cfg: Config, root: str, size: int) -> None:
 
 
 # ---------------------------------------------------------------------------- detection
-def test_retinanet_from_fcos_r101_neck_by_stride(tmp_path, det_seg_data, monkeypatch):
+def test_retinanet_from_fcos_r101_neck_by_stride(tmp_path, data, monkeypatch):  # noqa: F811
     out = str(tmp_path / 'mgd_fcos_retina.py')
     log = []
     wire(RETINA, FCOS, 'mgd', input_size=(128, 128), out=out, log=log.append)
@@ -163,9 +155,9 @@ def test_retinanet_from_fcos_r101_neck_by_stride(tmp_path, det_seg_data, monkeyp
     # the student config is inherited, not copied
     assert open(out).read().count('_base_ = ') == 1 and RETINA in open(out).read()
 
-    # the written config trains (2 iterations on tiny drawn COCO data) and evaluates
+    # the written config trains (2 iterations on tiny drawn COCO data)
     cfg.model.teacher_ckpt = teacher_checkpoint(FCOS, str(tmp_path / 'fcos.pth'))
-    tiny_data(cfg, 'retinanet', det_seg_data)
+    tiny_data(cfg, 'retinanet', data)
     runner = train_written(cfg, str(tmp_path / 'work'), 'mmdet', tmp_path / 'torch_home',
                            monkeypatch)
     logs = runner.message_hub.log_scalars
@@ -173,7 +165,7 @@ def test_retinanet_from_fcos_r101_neck_by_stride(tmp_path, det_seg_data, monkeyp
 
 
 # ---------------------------------------------------------------------------- segmentation
-def test_pspnet_r18_from_upernet_r50_resamples_stride(tmp_path, det_seg_data, monkeypatch):
+def test_pspnet_r18_from_upernet_r50_resamples_stride(tmp_path, data, monkeypatch):  # noqa: F811
     out = str(tmp_path / 'mgd_uper_psp.py')
     wire(PSP18, UPER50, 'mgd', input_size=(64, 128), out=out, log=lambda *a: None)
     m = Config.fromfile(out).model
@@ -191,7 +183,7 @@ def test_pspnet_r18_from_upernet_r50_resamples_stride(tmp_path, det_seg_data, mo
     cfg = Config.fromfile(out)
     cfg.model.teacher_ckpt = teacher_checkpoint(UPER50, str(tmp_path / 'uper.pth'))
     cfg.model.student.data_preprocessor.size = (64, 128)
-    tiny_data(cfg, 'pspnet', det_seg_data)
+    tiny_data(cfg, 'pspnet', data)
     runner = train_written(cfg, str(tmp_path / 'work'), 'mmseg', tmp_path / 'torch_home',
                            monkeypatch)
     assert math.isfinite(runner.message_hub.log_scalars['train/distill.loss_mgd'].current())
