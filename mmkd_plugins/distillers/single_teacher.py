@@ -130,7 +130,6 @@ class SingleTeacherDistiller(BaseModel):
 
         if teacher_forward not in _TEACHER_FORWARDS:
             raise ValueError(f'teacher_forward must be one of {_TEACHER_FORWARDS}, got {teacher_forward!r}')
-        self.teacher_stop_early = teacher_stop_early
         self.__dict__['_slots'] = self._build_teachers(
             teacher, teacher_ckpt, teacher_forward, teacher_stop_early, teacher_taps,
             allow_random_teacher, teacher_unsafe_load, teacher_data_preprocessor,
@@ -245,6 +244,16 @@ class SingleTeacherDistiller(BaseModel):
         if len(self._slots) > 1:
             raise RuntimeError('several teachers: use .teacher_slots[name].taps')
         return next(iter(self._slots.values())).taps if self._slots else None
+
+    @property
+    def teacher_stop_early(self) -> bool:
+        """Whether the teachers stop after their last tap (settable; applies to every teacher)."""
+        return all(slot.stop_early for slot in self._slots.values())
+
+    @teacher_stop_early.setter
+    def teacher_stop_early(self, value: bool) -> None:
+        for slot in self.__dict__.get('_slots', {}).values():
+            slot.stop_early = bool(value)
 
     @property
     def teacher_slots(self) -> Dict[str, TeacherSlot]:
