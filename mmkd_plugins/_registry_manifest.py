@@ -42,6 +42,7 @@ MANIFEST = (
     ('MODELS', 'CompatibleDistiller', 'mmkd_plugins.models.compatible.wrapper'),
     ('MODELS', 'ContentContrastiveLoss', 'mmkd_plugins.models.losses.style_contrast'),
     ('MODELS', 'ContentProjectionHead', 'mmkd_plugins.models.losses.style_contrast'),
+    ('MODELS', 'FeatureResample', 'mmkd_plugins.models.connectors.resample'),
     ('MODELS', 'GrowingMemory', 'mmkd_plugins.models.vos.memory'),
     ('MODELS', 'HashHead', 'mmkd_plugins.models.heads.hash_head'),
     ('MODELS', 'HyP2Loss', 'mmkd_plugins.models.losses.hyp2'),
