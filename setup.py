@@ -66,7 +66,8 @@ if __name__ == '__main__':
             + read_requirements('tests'),
         },
         entry_points={'console_scripts': ['mmkd-train=mmkd_plugins.cli:train',
-                                          'mmkd-test=mmkd_plugins.cli:test']},
+                                          'mmkd-test=mmkd_plugins.cli:test',
+                                          'mmkd-doctor=mmkd_plugins.cli:doctor']},
         license='Apache License 2.0',
         zip_safe=False,
     )
