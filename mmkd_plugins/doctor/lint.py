@@ -5,7 +5,7 @@ import inspect
 import re
 from typing import Any, Dict, List, Optional
 
-from .report import FAIL, OK, WARN, Row
+from .report import FAIL, OK, WARN, Row, row
 
 CHECK = 'lint'
 
@@ -43,14 +43,16 @@ def _close(name: str, names) -> str:
 def lint_top_level(cfg) -> List[Row]:
     rows = []
     for key, new in MMCV1_KEYS.items():
+        if key == 'optimizer' and 'optim_wrapper' in cfg:
+            continue  # mmseg 1.x configs name the optimizer first, then use it in optim_wrapper
         if key in cfg:
-            rows.append(Row(CHECK, key, FAIL, f'mmcv-1.x key "{key}" is ignored by mmengine\'s '
+            rows.append(row(CHECK, key, FAIL, f'mmcv-1.x key "{key}" is ignored by mmengine\'s '
                             f'Runner: its setting is silently lost; use {new}'))
     expected = cfg.get('teacher_expected')
     if expected is not None:
         if not isinstance(expected, dict) or not {'metric', 'value'} <= set(expected) or \
                 set(expected) - {'metric', 'value', 'tol'}:
-            rows.append(Row(CHECK, 'teacher_expected', FAIL,
+            rows.append(row(CHECK, 'teacher_expected', FAIL,
                             'teacher_expected must be dict(metric=..., value=..., tol=...) '
                             f'(tol optional), got {expected!r}'))
     return rows
@@ -89,7 +91,7 @@ def lint_distiller(model: Dict[str, Any]) -> List[Row]:
     for key in model:
         if key in ('type', '_scope_', '_delete_') or key in allowed or takes_kwargs:
             continue
-        rows.append(Row(CHECK, f'model.{key}', FAIL, f'{cls.__name__} has no argument "{key}"'
+        rows.append(row(CHECK, f'model.{key}', FAIL, f'{cls.__name__} has no argument "{key}"'
                         f'{_close(key, allowed)}; building the model will fail'))
     student_taps = _tap_names(model.get('student_taps'))
     teacher_taps = _tap_names(model.get('teacher_taps'))
@@ -100,7 +102,7 @@ def lint_distiller(model: Dict[str, Any]) -> List[Row]:
     for loss_name, loss_cfg in (model.get('distill_losses') or {}).items():
         inputs = (loss_cfg or {}).get('inputs') or {}
         if not inputs:
-            rows.append(Row(CHECK, f'distill_losses.{loss_name}', FAIL,
+            rows.append(row(CHECK, f'distill_losses.{loss_name}', FAIL,
                             'no inputs=dict(arg=source, ...): the loss gets nothing'))
         for arg, source in inputs.items():
             where = f'distill_losses.{loss_name}.inputs.{arg}'
@@ -108,43 +110,43 @@ def lint_distiller(model: Dict[str, Any]) -> List[Row]:
                 continue
             m = _SOURCE.match(str(source))
             if m is None:
-                rows.append(Row(CHECK, where, FAIL, f'cannot parse source {source!r}'))
+                rows.append(row(CHECK, where, FAIL, f'cannot parse source {source!r}'))
                 continue
             conn, side, name, tap = m.group('conn', 'side', 'name', 'tap')
             if side == 'student':
                 declared, owner = student_taps, 'student_taps'
                 if name is not None:
-                    rows.append(Row(CHECK, where, FAIL, f'{source!r}: student sources are '
+                    rows.append(row(CHECK, where, FAIL, f'{source!r}: student sources are '
                                     '"student.<tap>"'))
                     continue
             elif name is not None:
                 if name not in teachers:
-                    rows.append(Row(CHECK, where, FAIL, f'{source!r}: no teacher "{name}" in '
+                    rows.append(row(CHECK, where, FAIL, f'{source!r}: no teacher "{name}" in '
                                     f'teachers{_close(name, teachers)}'))
                     continue
                 declared, owner = teachers[name], f'teachers.{name}.taps'
             else:
                 if model.get('teacher') is None:
-                    rows.append(Row(CHECK, where, FAIL, f'{source!r} but the config has no teacher'))
+                    rows.append(row(CHECK, where, FAIL, f'{source!r} but the config has no teacher'))
                     continue
                 declared, owner = teacher_taps, 'teacher_taps'
             used_taps.add((side, name, tap))
             if tap not in declared:
-                rows.append(Row(CHECK, where, FAIL, f'{source!r}: nothing produces it: no tap '
+                rows.append(row(CHECK, where, FAIL, f'{source!r}: nothing produces it: no tap '
                                 f'"{tap}" in {owner} {sorted(declared)}{_close(tap, declared)}'))
             if conn is not None:
                 used_conns.add(conn)
                 if conn not in connectors:
-                    rows.append(Row(CHECK, where, FAIL, f'{source!r}: no connector "{conn}" in '
+                    rows.append(row(CHECK, where, FAIL, f'{source!r}: no connector "{conn}" in '
                                     f'connectors {sorted(connectors)}{_close(conn, connectors)}'))
     for tap in sorted(student_taps):
         if ('student', None, tap) not in used_taps:
-            rows.append(Row(CHECK, f'student_taps.{tap}', WARN, 'declared but no loss uses it'))
+            rows.append(row(CHECK, f'student_taps.{tap}', WARN, 'declared but no loss uses it'))
     for tap in sorted(teacher_taps):
         if ('teacher', None, tap) not in used_taps:
-            rows.append(Row(CHECK, f'teacher_taps.{tap}', WARN, 'declared but no loss uses it'))
+            rows.append(row(CHECK, f'teacher_taps.{tap}', WARN, 'declared but no loss uses it'))
     for conn in sorted(connectors - used_conns):
-        rows.append(Row(CHECK, f'connectors.{conn}', WARN,
+        rows.append(row(CHECK, f'connectors.{conn}', WARN,
                         'declared but no loss uses it: it is trained for nothing'))
     return rows
 
@@ -155,6 +157,6 @@ def lint_config(cfg) -> List[Row]:
     model = model.to_dict() if hasattr(model, 'to_dict') else dict(model or {})
     rows = lint_top_level(cfg) + lint_distiller(model)
     if not rows:
-        rows.append(Row(CHECK, 'config', OK, 'no mmcv-1.x keys, distiller arguments and loss '
+        rows.append(row(CHECK, 'config', OK, 'no mmcv-1.x keys, distiller arguments and loss '
                         'inputs consistent'))
     return rows

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .report import FAIL, OK, SKIP, Row
+from .report import FAIL, OK, SKIP, Row, row
 
 CHECK = 'preprocessing'
 
@@ -94,7 +94,7 @@ def compare(student: Dict[str, Any], teacher: Dict[str, Any]) -> List[str]:
 def check_preprocessing(model: nn.Module, cfg, teachers: List[Tuple[str, nn.Module]],
                         specs: Dict[str, Dict[str, Any]]) -> List[Row]:
     if not teachers:
-        return [Row(CHECK, '-', SKIP, 'no teacher in this config')]
+        return [row(CHECK, '-', SKIP, 'no teacher in this config')]
     student = preprocessor_summary(model.data_preprocessor)
     student['input_size'] = pipeline_input_size(cfg)
     rows = []
@@ -103,27 +103,27 @@ def check_preprocessing(model: nn.Module, cfg, teachers: List[Tuple[str, nn.Modu
         try:
             file_cfg = _teacher_file_config(spec.get('config'))
         except Exception as err:  # noqa: BLE001
-            rows.append(Row(CHECK, name, FAIL, f'cannot read the teacher config: {err}'))
+            rows.append(row(CHECK, name, FAIL, f'cannot read the teacher config: {err}'))
             continue
         if spec.get('data_preprocessor') is not None:
-            rows.append(Row(CHECK, name, OK, 'the teacher has its own data preprocessor '
+            rows.append(row(CHECK, name, OK, 'the teacher has its own data preprocessor '
                             f'(teacher_data_preprocessor={spec["data_preprocessor"]!r}): inputs are '
                             'prepared for it, not compared', student=student))
             continue
         if not _declares_preprocessor(spec.get('config'), file_cfg):
-            rows.append(Row(CHECK, name, SKIP, 'the teacher config declares no data_preprocessor: '
+            rows.append(row(CHECK, name, SKIP, 'the teacher config declares no data_preprocessor: '
                             'nothing to compare (it is fed the student\'s)', student=student))
             continue
         theirs = preprocessor_summary(teacher.data_preprocessor)
         theirs['input_size'] = pipeline_input_size(file_cfg) if file_cfg is not None else None
         diffs = compare(student, theirs)
         if diffs:
-            rows.append(Row(CHECK, name, FAIL, 'the teacher was trained with other inputs than the '
+            rows.append(row(CHECK, name, FAIL, 'the teacher was trained with other inputs than the '
                             'student gives it: ' + '; '.join(diffs) + '. Give the teacher its own '
                             'preprocessing (model.teacher_data_preprocessor=\'teacher\') or align '
                             'the student\'s', student=student, teacher=theirs))
         else:
-            rows.append(Row(CHECK, name, OK, f'same mean/std ({student["mean"]}/{student["std"]}), '
+            rows.append(row(CHECK, name, OK, f'same mean/std ({student["mean"]}/{student["std"]}), '
                             f'channel order ({student["channel_order"]}), padding '
                             f'({student["pad_size_divisor"]}) and input size '
                             f'({student["input_size"]})', student=student, teacher=theirs))

@@ -89,3 +89,8 @@ class Report:
     def dump(self, path: str) -> None:
         with open(path, 'w') as f:
             json.dump(self.to_dict(), f, indent=1)
+
+
+def row(check: str, item: str, status: str, detail: str, **data: Any) -> Row:
+    """A :class:`Row` with its data given as keywords."""
+    return Row(check, item, status, detail, data)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .grad_share import ShareMeter, loss_terms, measure_batch, student_params
-from .report import FAIL, OK, WARN, Row
+from .report import FAIL, OK, WARN, Row, row
 
 CHECK = 'loss terms'
 CHECK_AMP = 'autocast'
@@ -58,20 +58,20 @@ def share_rows(summary) -> List[Row]:
         data = dict(value=s['value'], grad_norm=s['grad_norm'], share=s['share'],
                     distill=s['distill'])
         if not s['finite']:
-            rows.append(Row(CHECK, key, FAIL, f'NaN/Inf: {detail}', **data))
+            rows.append(row(CHECK, key, FAIL, f'NaN/Inf: {detail}', **data))
         elif s['distill'] and s['grad_norm'] == 0:
-            rows.append(Row(CHECK, key, FAIL, f'{detail}: a distillation term with NO gradient on '
+            rows.append(row(CHECK, key, FAIL, f'{detail}: a distillation term with NO gradient on '
                             'the student (detached input, or a frozen path)', **data))
         elif s['distill'] and s['share'] < LOW:
-            rows.append(Row(CHECK, key, WARN, f'{detail}: under {100 * LOW:.0f} %, it barely '
+            rows.append(row(CHECK, key, WARN, f'{detail}: under {100 * LOW:.0f} %, it barely '
                             'trains the student (raise its weight; mmkd-doctor --calibrate)', **data))
         elif s['distill'] and s['share'] > HIGH:
-            rows.append(Row(CHECK, key, WARN, f'{detail}: over {100 * HIGH:.0f} %, it drowns the '
+            rows.append(row(CHECK, key, WARN, f'{detail}: over {100 * HIGH:.0f} %, it drowns the '
                             'task loss (lower its weight; mmkd-doctor --calibrate)', **data))
         else:
-            rows.append(Row(CHECK, key, OK, detail, **data))
+            rows.append(row(CHECK, key, OK, detail, **data))
     if not rows:
-        rows.append(Row(CHECK, '-', FAIL, 'the model returned no loss term'))
+        rows.append(row(CHECK, '-', FAIL, 'the model returned no loss term'))
     return rows
 
 
@@ -80,7 +80,7 @@ def check_steps(model: nn.Module, optim_wrapper, batches: List[dict]) -> List[Ro
         try:
             meter = train_steps(model, optim_wrapper, batches)
         except Exception as err:  # noqa: BLE001 - reported
-            return [Row(CHECK, 'training step', FAIL, f'{type(err).__name__}: {err}')]
+            return [row(CHECK, 'training step', FAIL, f'{type(err).__name__}: {err}')]
     return share_rows(meter.summary())
 
 
@@ -105,13 +105,13 @@ def check_autocast(model: nn.Module, batch: dict) -> List[Row]:
             total.backward()
         except Exception as err:  # noqa: BLE001
             status = WARN if device.type == 'cpu' else FAIL
-            return [Row(CHECK_AMP, label, status, f'the step does not run under autocast: '
+            return [row(CHECK_AMP, label, status, f'the step does not run under autocast: '
                         f'{type(err).__name__}: {str(err)[:300]}')]
         bad = [k for k, t in terms.items() if not math.isfinite(float(t.detach().float()))]
         bad_grads = [n for n, p in model.named_parameters()
                      if p.grad is not None and not torch.isfinite(p.grad).all()]
     if bad or bad_grads:
-        return [Row(CHECK_AMP, label, FAIL, f'NaN/Inf under autocast: terms {bad}, gradients of '
+        return [row(CHECK_AMP, label, FAIL, f'NaN/Inf under autocast: terms {bad}, gradients of '
                     f'{bad_grads[:5]}', terms=bad, grads=bad_grads[:20])]
     shown = ', '.join(f'{k}={float(t.detach().float()):.4g}' for k, t in terms.items())
-    return [Row(CHECK_AMP, label, OK, f'finite losses and gradients: {shown}')]
+    return [row(CHECK_AMP, label, OK, f'finite losses and gradients: {shown}')]

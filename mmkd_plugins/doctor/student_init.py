@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .build import LoadRecorder, unwrap
-from .report import FAIL, OK, WARN, Row
+from .report import FAIL, OK, WARN, Row, row
 
 CHECK = 'student init'
 
@@ -96,7 +96,7 @@ def init_and_check(runner, cfg) -> List[Row]:
         else:
             status = OK
             detail += ' (random init: no pretrained weights named)'
-        rows.append(Row(CHECK, child, status, detail, source=source, **data))
+        rows.append(row(CHECK, child, status, detail, source=source, **data))
     if not rows:
-        rows.append(Row(CHECK, '-', OK, 'the student has no sub-modules with tensors'))
+        rows.append(row(CHECK, '-', OK, 'the student has no sub-modules with tensors'))
     return rows

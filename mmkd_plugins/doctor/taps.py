@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .report import FAIL, OK, SKIP, Row
+from .report import FAIL, OK, SKIP, Row, row
 
 CHECK_T = 'taps'
 CHECK_C = 'connectors'
@@ -85,7 +85,7 @@ def check_taps(model: nn.Module, batch: dict) -> List[Row]:
     sets = _tap_sets(model)
     connectors = getattr(model, 'connectors', None) or {}
     if not sets and not connectors:
-        return [Row(CHECK_T, '-', SKIP, 'no taps (not a distiller)')]
+        return [row(CHECK_T, '-', SKIP, 'no taps (not a distiller)')]
     rec = _Recorder()
     for owner, root, specs in sets:
         for name, spec in specs.items():
@@ -112,23 +112,23 @@ def check_taps(model: nn.Module, batch: dict) -> List[Row]:
             where = f'{spec["source"]} of "{spec["module"]}"' + (
                 f'[{spec["idx"]}]' if spec.get('idx') is not None else '')
             if key not in rec.values:
-                rows.append(Row(CHECK_T, key, FAIL, f'never fired: {where} is not called by the '
+                rows.append(row(CHECK_T, key, FAIL, f'never fired: {where} is not called by the '
                                 f'{owner} forward that runs' + (f' ({error})' if error else '')))
                 continue
             value = _pick(rec.values[key], spec)
             stride = stride_of(value, input_hw)
-            rows.append(Row(CHECK_T, key, OK, f'{where}: {describe(value)}' +
+            rows.append(row(CHECK_T, key, OK, f'{where}: {describe(value)}' +
                             (f', stride {stride}' if stride else ''),
                             shape=describe(value), stride=stride))
     for name in connectors:
         key = f'connector.{name}'
         if key not in rec.values:
-            rows.append(Row(CHECK_C, name, FAIL, 'never called in a training forward' +
+            rows.append(row(CHECK_C, name, FAIL, 'never called in a training forward' +
                             (f' ({error})' if error else '')))
             continue
         x, y = rec.values[key]
-        rows.append(Row(CHECK_C, name, OK, f'{describe(x)} -> {describe(y)}',
+        rows.append(row(CHECK_C, name, OK, f'{describe(x)} -> {describe(y)}',
                         input=describe(x), output=describe(y)))
     if error and all(r.status == OK for r in rows):
-        rows.append(Row(CHECK_T, 'forward', FAIL, f'the training forward failed: {error}'))
+        rows.append(row(CHECK_T, 'forward', FAIL, f'the training forward failed: {error}'))
     return rows

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from .report import FAIL, OK, SKIP, WARN, Row
+from .report import FAIL, OK, SKIP, WARN, Row, row
 
 CHECK_W = 'teacher weights'
 CHECK_M = 'teacher metric'
@@ -32,7 +32,7 @@ def check_teacher_weights(name: str, teacher: nn.Module, spec: Dict[str, Any],
     ckpt = spec.get('ckpt')
     own = teacher.state_dict()
     if not ckpt:
-        return [Row(CHECK_W, name, FAIL, f'no checkpoint: the teacher has random weights '
+        return [row(CHECK_W, name, FAIL, f'no checkpoint: the teacher has random weights '
                     f'(teacher_ckpt=None, allow_random_teacher={spec.get("allow_random")}); set '
                     'model.teacher_ckpt=PATH_OR_URL')]
     from mmkd_plugins.distillers.teacher import read_state_dict
@@ -44,9 +44,9 @@ def check_teacher_weights(name: str, teacher: nn.Module, spec: Dict[str, Any],
     n_ok = len(own) - len(missing) - len(differ)
     detail = f'{n_ok}/{len(own)} tensors equal to {ckpt}'
     if missing or differ:
-        return [Row(CHECK_W, name, FAIL, f'{detail}; not loaded: {missing[:5]}, different from the '
+        return [row(CHECK_W, name, FAIL, f'{detail}; not loaded: {missing[:5]}, different from the '
                     f'file: {differ[:5]}', loaded=n_ok, total=len(own))]
-    return [Row(CHECK_W, name, OK, detail, loaded=n_ok, total=len(own), source=ckpt)]
+    return [row(CHECK_W, name, OK, detail, loaded=n_ok, total=len(own), source=ckpt)]
 
 
 def _expected(cfg) -> Optional[Dict[str, Any]]:
@@ -67,23 +67,23 @@ def check_teacher_metric(name: str, metrics: Dict[str, Any], seen: int,
     shown = ', '.join(f'{k}={v:.4g}' if isinstance(v, (int, float)) else f'{k}={v}'
                       for k, v in metrics.items())
     if expected is None:
-        return [Row(CHECK_M, name, OK, f'{shown} on {seen} validation samples (no teacher_expected '
+        return [row(CHECK_M, name, OK, f'{shown} on {seen} validation samples (no teacher_expected '
                     'in the config: nothing to compare)', metrics=metrics, samples=seen)]
     key, value = expected['metric'], float(expected['value'])
     tol = float(expected.get('tol') or default_tol(value))
     if key not in metrics:
-        return [Row(CHECK_M, name, FAIL, f'teacher_expected names metric "{key}" but the '
+        return [row(CHECK_M, name, FAIL, f'teacher_expected names metric "{key}" but the '
                     f'evaluator gives {sorted(metrics)}', metrics=metrics)]
     got = float(metrics[key])
     data = dict(metrics=metrics, samples=seen, expected=value, tol=tol, measured=got)
     base = f'{key}={got:.4g} on {seen} validation samples, expected {value:.4g} +- {tol:.3g}'
     if not math.isfinite(got) or got < value - tol:
-        return [Row(CHECK_M, name, FAIL, f'{base}: the teacher is far below its official number '
+        return [row(CHECK_M, name, FAIL, f'{base}: the teacher is far below its official number '
                     '(random or wrong weights, or inputs preprocessed for another model)', **data)]
     if got > value + tol:
-        return [Row(CHECK_M, name, WARN, f'{base}: above the expectation (a few batches, or '
+        return [row(CHECK_M, name, WARN, f'{base}: above the expectation (a few batches, or '
                     'another data split?)', **data)]
-    return [Row(CHECK_M, name, OK, base, **data)]
+    return [row(CHECK_M, name, OK, base, **data)]
 
 
 def run_teacher_checks(runner, model: nn.Module, cfg, batches: int) -> List[Row]:
@@ -94,7 +94,7 @@ def run_teacher_checks(runner, model: nn.Module, cfg, batches: int) -> List[Row]
     specs = teacher_specs(model_cfg)
     teachers = teachers_of(model)
     if not specs or not teachers:
-        return [Row(CHECK_W, '-', SKIP, 'no teacher in this config')]
+        return [row(CHECK_W, '-', SKIP, 'no teacher in this config')]
     rows = []
     unsafe = True if model_cfg.get('teacher_unsafe_load') else None
     val_loader_cfg = cfg.get('val_dataloader')
@@ -109,9 +109,9 @@ def run_teacher_checks(runner, model: nn.Module, cfg, batches: int) -> List[Row]
         try:
             rows += check_teacher_weights(name, teacher, spec, unsafe)
         except Exception as err:  # noqa: BLE001 - reported, not raised
-            rows.append(Row(CHECK_W, name, FAIL, f'cannot read the checkpoint: {err}'))
+            rows.append(row(CHECK_W, name, FAIL, f'cannot read the checkpoint: {err}'))
         if loader is None:
-            rows.append(Row(CHECK_M, name, SKIP, 'no val_dataloader / val_evaluator'))
+            rows.append(row(CHECK_M, name, SKIP, 'no val_dataloader / val_evaluator'))
             continue
         try:
             if len(teachers) == 1:
@@ -122,7 +122,7 @@ def run_teacher_checks(runner, model: nn.Module, cfg, batches: int) -> List[Row]
                        teacher_input_preprocessor(model, dp))
             metrics, seen = evaluate_teacher(teacher, pre, loader, evaluator, batches)
         except Exception as err:  # noqa: BLE001
-            rows.append(Row(CHECK_M, name, FAIL, f'evaluating the teacher failed: '
+            rows.append(row(CHECK_M, name, FAIL, f'evaluating the teacher failed: '
                             f'{type(err).__name__}: {err}'))
             continue
         expected = _expected(cfg) if name == 'teacher' else (

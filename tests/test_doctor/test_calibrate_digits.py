@@ -34,7 +34,8 @@ def test_proposed_weights_give_the_target_share(write_config, tmp_path, target):
 
 
 def test_calibrate_cli_prints_a_config_diff(write_config, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
     out = str(tmp_path / 'calibrated.py')
     proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'kd_doctor.py'), write_config(),
                            '--calibrate', '0.5', '--write', out, '--batches', '1'],

@@ -23,7 +23,8 @@ def _rows(report, check, item=None, status=None):
 
 
 def _cli(args, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
     return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'kd_doctor.py'), *args],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
