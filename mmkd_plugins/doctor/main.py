@@ -66,22 +66,31 @@ def _build(config: str, cfg_options, report: Report, unsafe_load: bool = False,
     return cfg, runner
 
 
+def _start(config: str, cfg_options, batches: int, unsafe_load: bool, work_dir: Optional[str]):
+    """``(report, cfg, runner, model)``: the lint rows and the built Runner (``runner`` None when
+    the build failed, with a FAIL row saying why)."""
+    from .build import unwrap
+    report = Report(config)
+    report.meta.update(batches=batches, cfg_options=cfg_options or {})
+    cfg, runner = _build(config, cfg_options, report, unsafe_load, work_dir)
+    if runner is None:
+        return report, cfg, None, None
+    model = unwrap(runner.model)
+    report.meta['device'] = str(next(model.parameters()).device)
+    return report, cfg, runner, model
+
+
 def run_doctor(config: str, cfg_options: Optional[Dict[str, Any]] = None, batches: int = 2,
                unsafe_load: bool = False, work_dir: Optional[str] = None) -> Report:
     """Every check; returns the report (``report.failed`` on any FAIL)."""
-    from .build import unwrap
     from .preprocess import check_preprocessing
     from .steps import check_autocast, check_steps
     from .student_init import init_and_check
     from .taps import check_taps
     from .teacher import run_teacher_checks, teacher_specs
-    report = Report(config)
-    report.meta.update(batches=batches, cfg_options=cfg_options or {})
-    cfg, runner = _build(config, cfg_options, report, unsafe_load, work_dir)
+    report, cfg, runner, model = _start(config, cfg_options, batches, unsafe_load, work_dir)
     if runner is None:
         return report
-    model = unwrap(runner.model)
-    report.meta['device'] = str(next(model.parameters()).device)
 
     def guarded(check: str, fn, *args):
         try:
@@ -116,18 +125,14 @@ def run_calibration(config: str, target: float, cfg_options: Optional[Dict[str, 
                     write: Optional[str] = None) -> Report:
     """Measure the shares (no optimizer step) and propose weights; ``report.meta['calibration']``
     holds the proposal."""
-    from .build import unwrap
     from .calibrate import cfg_options as to_options
     from .calibrate import config_text, propose
     from .grad_share import measure_shares
     from .steps import restored, share_rows
     from .student_init import init_and_check
-    report = Report(config)
-    report.meta.update(batches=batches, cfg_options=cfg_options or {})
-    cfg, runner = _build(config, cfg_options, report, unsafe_load, work_dir)
+    report, cfg, runner, model = _start(config, cfg_options, batches, unsafe_load, work_dir)
     if runner is None:
         return report
-    model = unwrap(runner.model)
     report.extend(init_and_check(runner, cfg))
     with restored(model):
         meter = measure_shares(model, _batches(runner, cfg, batches))

@@ -101,7 +101,8 @@ def test_teacher_trained_with_other_preprocessing_fails(write_config, tmp_path, 
     from mmkd_plugins.doctor.preprocess import check_preprocessing
     from mmkd_plugins.doctor.teacher import teacher_specs
     from mmengine.config import Config
-    from mmengine.registry import MODELS
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
     cfg = Config.fromfile(write_config(teacher=str(teacher)))
     specs = teacher_specs(cfg.model.to_dict())
     specs['teacher']['data_preprocessor'] = 'teacher'
@@ -114,8 +115,8 @@ def test_teacher_trained_with_other_preprocessing_fails(write_config, tmp_path, 
 def test_pretrained_file_matching_no_key_fails(write_config, tmp_path):
     bad = str(tmp_path / 'other_model.pth')
     torch.save(dict(state_dict={'features.0.weight': torch.zeros(4, 3, 3, 3)}), bad)
-    init = f"dict(type='Pretrained', checkpoint={bad!r})"
-    report = run_doctor(write_config(f'model = dict(student=dict(backbone=dict(init_cfg={init})))\n'))
+    report = run_doctor(write_config(), {
+        'model.student.backbone.init_cfg': dict(type='Pretrained', checkpoint=bad)})
     (row,) = _rows(report, 'student init', 'backbone')
     assert row.status == FAIL and 'NONE of its tensors loaded' in row.detail and bad in row.detail
     assert row.data['loaded'] == 0
@@ -131,8 +132,8 @@ def test_pretrained_file_that_matches_loads_every_tensor(write_config, tmp_path)
     backbone = MODELS.build(student_cfg.model.backbone)
     good = str(tmp_path / 'backbone.pth')
     torch.save(dict(state_dict=backbone.state_dict()), good)
-    init = f"dict(type='Pretrained', checkpoint={good!r})"
-    report = run_doctor(write_config(f'model = dict(student=dict(backbone=dict(init_cfg={init})))\n'))
+    report = run_doctor(write_config(), {
+        'model.student.backbone.init_cfg': dict(type='Pretrained', checkpoint=good)})
     (row,) = _rows(report, 'student init', 'backbone')
     assert row.status == OK and row.data['loaded'] == row.data['tensors'] == len(
         backbone.state_dict())
