@@ -67,7 +67,8 @@ if __name__ == '__main__':
         },
         entry_points={'console_scripts': ['mmkd-train=mmkd_plugins.cli:train',
                                           'mmkd-test=mmkd_plugins.cli:test',
-                                          'mmkd-wire=mmkd_plugins.wiring.cli:main']},
+                                          'mmkd-wire=mmkd_plugins.wiring.cli:main',
+                                          'mmkd-doctor=mmkd_plugins.cli:doctor']},
         license='Apache License 2.0',
         zip_safe=False,
     )

@@ -22,6 +22,7 @@ MANIFEST = (
     ('HOOKS', 'StopDistillHook', 'mmkd_plugins.engine.hooks.distill_schedule'),
     ('HOOKS', 'UniBCTPrototypeHook', 'mmkd_plugins.engine.hooks.unibct_prototypes'),
     ('HOOKS', 'VOSFrameSkipHook', 'mmkd_plugins.engine.hooks.vos_frame_skip'),
+    ('LOOPS', 'DistillValLoop', 'mmkd_plugins.engine.loops.distill_val_loop'),
     ('METRICS', 'DAVISMetric', 'mmkd_plugins.evaluation.metrics.davis'),
     ('METRICS', 'FaceVerificationMetric', 'mmkd_plugins.evaluation.metrics.face_verification'),
     ('METRICS', 'HashingMAP', 'mmkd_plugins.evaluation.metrics.hashing'),

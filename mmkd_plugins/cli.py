@@ -1,4 +1,4 @@
-"""Console entry points ``mmkd-train`` and ``mmkd-test`` (installed by ``pip install``).
+"""Console entry points ``mmkd-train``, ``mmkd-test`` and ``mmkd-doctor`` (installed by ``pip install``).
 
 They run this package's ``tools/train.py`` / ``tools/test.py`` (``mmkd_plugins/.mim/tools`` when
 installed, ``tools/`` in a checkout) with the same arguments, from any directory; configs may inherit
@@ -37,3 +37,9 @@ def train(argv: Optional[List[str]] = None):
 def test(argv: Optional[List[str]] = None):
     """``mmkd-test CONFIG CHECKPOINT [options]``: tools/test.py."""
     return _run('test.py', argv)
+
+
+def doctor(argv: Optional[List[str]] = None):
+    """``mmkd-doctor CONFIG [options]``: check a distillation set-up (mmkd_plugins.doctor)."""
+    from mmkd_plugins.doctor.main import main
+    return main(argv)

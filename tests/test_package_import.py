@@ -26,7 +26,7 @@ HEAVY = ('torch', 'mmdet', 'mmseg', 'mmagic', 'mmpretrain', 'mmcv', 'transformer
 MMENGINE_BASES = 'import mmengine.model, mmengine.runner, mmengine.hooks, mmengine.dataset'
 LIST_HEAVY = f'print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))'
 
-REGISTRIES = ('MODELS', 'HOOKS', 'METRICS', 'DATASETS', 'TRANSFORMS', 'PARAM_SCHEDULERS')
+REGISTRIES = ('MODELS', 'HOOKS', 'METRICS', 'DATASETS', 'TRANSFORMS', 'PARAM_SCHEDULERS', 'LOOPS')
 
 
 def _python(code, tmp_path, *flags):

@@ -23,3 +23,7 @@ model = dict(
     teacher_forward=_base_.mgd_seg.teacher_forward,
     student_taps=_base_.mgd_seg.taps, teacher_taps=_base_.mgd_seg.taps,
     connectors=_base_.mgd_seg.connectors, distill_losses=_base_.mgd_seg.losses)
+# The teacher's official number, checked by mmkd-doctor on the first validation batches (a
+# small sample: hence the tolerance; raise --batches).
+# Source: mmseg model zoo, pspnet_r101-d8_4xb2-40k_cityscapes-512x1024: 78.34 mIoU.
+teacher_expected = dict(metric='mIoU', value=78.34, tol=20.0)

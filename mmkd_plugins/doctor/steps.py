@@ -1,0 +1,117 @@
+"""A few real training steps (weights and optimizer state restored afterwards): each loss term's
+value and share of the student's gradient; then the same step under autocast."""
+import copy
+import math
+from typing import Iterable, List
+
+import torch
+import torch.nn as nn
+
+from .grad_share import ShareMeter, loss_terms, measure_batch, student_params
+from .report import FAIL, OK, WARN, Row, row
+
+CHECK = 'loss terms'
+CHECK_AMP = 'autocast'
+LOW, HIGH = 0.01, 0.90
+
+
+class restored:
+    """Context manager: the model's and the optimizer's state are put back on exit."""
+
+    def __init__(self, model: nn.Module, optim_wrapper=None) -> None:
+        self.model, self.optim_wrapper = model, optim_wrapper
+
+    def __enter__(self):
+        self.model_state = copy.deepcopy(self.model.state_dict())
+        self.optim_state = (copy.deepcopy(self.optim_wrapper.state_dict())
+                            if self.optim_wrapper is not None else None)
+        return self
+
+    def __exit__(self, *exc):
+        self.model.load_state_dict(self.model_state)
+        if self.optim_wrapper is not None:
+            self.optim_wrapper.load_state_dict(self.optim_state)
+        self.model.zero_grad(set_to_none=True)
+        return False
+
+
+def train_steps(model: nn.Module, optim_wrapper, batches: Iterable[dict]) -> ShareMeter:
+    """Real steps (forward, per-term gradients, ``optim_wrapper.update_params``); the caller
+    restores the weights."""
+    meter = ShareMeter()
+    model.train()
+    params = student_params(model)
+    for batch in batches:
+        terms, values, norms = measure_batch(model, batch, params, optim_wrapper)
+        meter.add(values, norms)
+        total = sum(terms.values())
+        if isinstance(total, torch.Tensor) and total.requires_grad:
+            optim_wrapper.update_params(total)
+    return meter
+
+
+def share_rows(summary) -> List[Row]:
+    rows = []
+    for key, s in summary.items():
+        detail = (f'value {s["value"]:.4g}, gradient norm {s["grad_norm"]:.3g}, '
+                  f'{100 * s["share"]:.1f} % of the student\'s gradient')
+        data = dict(value=s['value'], grad_norm=s['grad_norm'], share=s['share'],
+                    distill=s['distill'])
+        if not s['finite']:
+            rows.append(row(CHECK, key, FAIL, f'NaN/Inf: {detail}', **data))
+        elif s['distill'] and s['grad_norm'] == 0:
+            rows.append(row(CHECK, key, FAIL, f'{detail}: a distillation term with NO gradient on '
+                            'the student (detached input, or a frozen path)', **data))
+        elif s['distill'] and s['share'] < LOW:
+            rows.append(row(CHECK, key, WARN, f'{detail}: under {100 * LOW:.0f} %, it barely '
+                            'trains the student (raise its weight; mmkd-doctor --calibrate)', **data))
+        elif s['distill'] and s['share'] > HIGH:
+            rows.append(row(CHECK, key, WARN, f'{detail}: over {100 * HIGH:.0f} %, it drowns the '
+                            'task loss (lower its weight; mmkd-doctor --calibrate)', **data))
+        else:
+            rows.append(row(CHECK, key, OK, detail, **data))
+    if not rows:
+        rows.append(row(CHECK, '-', FAIL, 'the model returned no loss term'))
+    return rows
+
+
+def check_steps(model: nn.Module, optim_wrapper, batches: List[dict]) -> List[Row]:
+    with restored(model, optim_wrapper):
+        try:
+            meter = train_steps(model, optim_wrapper, batches)
+        except Exception as err:  # noqa: BLE001 - reported
+            return [row(CHECK, 'training step', FAIL, f'{type(err).__name__}: {err}')]
+    return share_rows(meter.summary())
+
+
+def check_autocast(model: nn.Module, batch: dict) -> List[Row]:
+    """Forward + backward of one batch under autocast (bf16 on CPU, fp16 on CUDA); NaN/Inf FAIL.
+
+    An autocast error on CPU is a WARN (CPU bf16 kernels are not what a GPU run uses); on a GPU it
+    is a FAIL.
+    """
+    params = student_params(model)
+    device = params[0].device if params else torch.device('cpu')
+    dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
+    label = f'{device.type} {str(dtype).replace("torch.", "")}'
+    with restored(model):
+        model.train()
+        try:
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                data = model.data_preprocessor(batch, True)
+                losses = model(**data, mode='loss')
+            terms = loss_terms(losses)
+            total = sum(t.float() for t in terms.values())
+            total.backward()
+        except Exception as err:  # noqa: BLE001
+            status = WARN if device.type == 'cpu' else FAIL
+            return [row(CHECK_AMP, label, status, f'the step does not run under autocast: '
+                        f'{type(err).__name__}: {str(err)[:300]}')]
+        bad = [k for k, t in terms.items() if not math.isfinite(float(t.detach().float()))]
+        bad_grads = [n for n, p in model.named_parameters()
+                     if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if bad or bad_grads:
+        return [row(CHECK_AMP, label, FAIL, f'NaN/Inf under autocast: terms {bad}, gradients of '
+                    f'{bad_grads[:5]}', terms=bad, grads=bad_grads[:20])]
+    shown = ', '.join(f'{k}={float(t.detach().float()):.4g}' for k, t in terms.items())
+    return [row(CHECK_AMP, label, OK, f'finite losses and gradients: {shown}')]

@@ -1,0 +1,78 @@
+"""Evaluate a distiller's frozen teacher with the run's own (upstream) evaluator.
+
+Shared by :class:`DistillValLoop` (the teacher's metric logged during training) and ``mmkd-doctor``
+(the teacher's metric on the first validation batches against ``teacher_expected``).
+"""
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+
+def teacher_input_preprocessor(distiller: nn.Module, spec: Any = None) -> nn.Module:
+    """The data preprocessor the distiller feeds its teacher with.
+
+    ``spec`` is the config's ``teacher_data_preprocessor`` (``None``: the student's, as the
+    distiller does by default; ``'teacher'``: the teacher config's own; a dict: that config). A
+    preprocessor module the distiller holds as ``teacher_data_preprocessor`` wins over ``spec``.
+    """
+    own = getattr(distiller, 'teacher_data_preprocessor', None)
+    if isinstance(own, nn.Module):
+        return own
+    if spec is None and isinstance(own, (str, dict)):
+        spec = own
+    if spec is None:
+        return distiller.data_preprocessor
+    if spec == 'teacher':
+        return distiller.teacher.data_preprocessor
+    if isinstance(spec, dict):
+        from mmengine.registry import MODELS
+        return MODELS.build(dict(spec))
+    raise ValueError('teacher_data_preprocessor must be None, "teacher" or a data preprocessor '
+                     f'config dict, got {spec!r}')
+
+
+def _batches(dataloader: Iterable, max_batches: Optional[int]):
+    for idx, batch in enumerate(dataloader):
+        if max_batches is not None and idx >= max_batches:
+            return
+        yield batch
+
+
+@torch.no_grad()
+def evaluate_teacher(teacher: nn.Module, preprocessor: nn.Module, dataloader: Iterable,
+                     evaluator, max_batches: Optional[int] = None) -> Tuple[Dict[str, Any], int]:
+    """Run ``teacher`` in predict mode over ``dataloader`` and score it with ``evaluator``.
+
+    The evaluator's accumulated results are consumed (``evaluate`` resets them), so call this
+    between, not during, other uses of the same evaluator. Returns ``(metrics, samples seen)``.
+    """
+    was_training = teacher.training
+    teacher.eval()
+    seen = 0
+    try:
+        for batch in _batches(dataloader, max_batches):
+            data = preprocessor(batch, False)
+            outputs = teacher(**data, mode='predict')
+            evaluator.process(data_samples=outputs, data_batch=batch)
+            seen += len(outputs)
+    finally:
+        teacher.train(was_training)
+    if seen == 0:
+        raise ValueError('evaluate_teacher: the dataloader gave no batch')
+    return evaluator.evaluate(seen), seen
+
+
+def prefixed(metrics: Dict[str, Any], prefix: str = 'teacher/') -> Dict[str, Any]:
+    """``{'accuracy/top1': 98.2}`` -> ``{'teacher/accuracy/top1': 98.2}``."""
+    return {f'{prefix}{k}': v for k, v in metrics.items()}
+
+
+def teachers_of(distiller: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``[(name, teacher module)]``: ``('teacher', ...)`` for a single teacher, one entry per
+    teacher when the distiller holds several (a ``teachers`` mapping), ``[]`` without teacher."""
+    many = getattr(distiller, 'teachers', None)
+    if isinstance(many, dict) or isinstance(many, nn.ModuleDict):
+        return [(str(k), v) for k, v in many.items() if isinstance(v, nn.Module)]
+    single = getattr(distiller, 'teacher', None)
+    return [('teacher', single)] if isinstance(single, nn.Module) else []
