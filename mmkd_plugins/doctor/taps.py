@@ -67,15 +67,14 @@ def _tap_sets(model: nn.Module):
     st = getattr(model, 'student_taps', None)
     if st is not None and hasattr(st, 'specs'):
         out.append(('student', model.student, st.specs))
+    slots = getattr(model, 'teacher_slots', None)  # {name: TeacherSlot}; '' = the single teacher
+    if isinstance(slots, dict):
+        for name, slot in slots.items():
+            out.append((f'teacher.{name}' if name else 'teacher', slot.model, slot.taps.specs))
+        return out
     tt = getattr(model, 'teacher_taps', None)
     if tt is not None and hasattr(tt, 'specs') and getattr(model, 'teacher', None) is not None:
         out.append(('teacher', model.teacher, tt.specs))
-    many = getattr(model, 'teachers_taps', None)  # several teachers: {name: FeatureTaps}
-    teachers = getattr(model, 'teachers', None)
-    if isinstance(many, dict) and isinstance(teachers, (dict, nn.ModuleDict)):
-        for name, taps in many.items():
-            if name in teachers and hasattr(taps, 'specs'):
-                out.append((f'teacher.{name}', teachers[name], taps.specs))
     return out
 
 

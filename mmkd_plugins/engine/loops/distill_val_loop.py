@@ -61,8 +61,9 @@ class DistillValLoop(ValLoop):
             if len(teachers) == 1:
                 preprocessor = teacher_input_preprocessor(model, spec)
             else:
-                own = getattr(model, 'teacher_preprocessors', {}) or {}
-                preprocessor = own.get(name, model.data_preprocessor)
+                slot = (getattr(model, 'teacher_slots', None) or {}).get(name)
+                own = slot.preprocessor if slot is not None else None
+                preprocessor = own if own is not None else model.data_preprocessor
             metrics, _ = evaluate_teacher(teacher, preprocessor, self.dataloader, self.evaluator,
                                           self.teacher_max_batches)
             out.update(prefixed(metrics, 'teacher/' if len(teachers) == 1 else f'teacher.{name}/'))

@@ -16,6 +16,10 @@ def teacher_input_preprocessor(distiller: nn.Module, spec: Any = None) -> nn.Mod
     distiller does by default; ``'teacher'``: the teacher config's own; a dict: that config). A
     preprocessor module the distiller holds as ``teacher_data_preprocessor`` wins over ``spec``.
     """
+    slots = getattr(distiller, 'teacher_slots', None)  # SingleTeacherDistiller's built teachers
+    if isinstance(slots, dict) and len(slots) == 1:
+        slot = next(iter(slots.values()))
+        return slot.preprocessor if slot.preprocessor is not None else distiller.data_preprocessor
     own = getattr(distiller, 'teacher_data_preprocessor', None)
     if isinstance(own, nn.Module):
         return own
