@@ -227,8 +227,12 @@ def _modules_with_token(model: nn.Module, token: str) -> List[Tuple[str, nn.Modu
 
 
 def _hidden_modules(mod: nn.Module) -> List[nn.Module]:
-    """nn.Module attributes that are not registered submodules (e.g. a distiller's frozen teacher)."""
-    return [v for k, v in vars(mod).items() if isinstance(v, nn.Module) and k != '_modules']
+    """nn.Module attributes that are not registered submodules (e.g. a distiller's frozen teachers,
+    held in its ``teacher_slots``)."""
+    found = [v for k, v in vars(mod).items() if isinstance(v, nn.Module) and k != '_modules']
+    if isinstance(getattr(type(mod), 'teacher_slots', None), property):
+        found += [slot.model for slot in mod.teacher_slots.values()]
+    return found
 
 
 def check_config_group(rels: List[str], entry: dict, tmpdir: str) -> List[str]:
