@@ -67,6 +67,6 @@ def test_bad_mode_and_teacherless_model_are_clear_errors(write_config, tmp_path)
     with pytest.raises(ValueError, match="evaluate_teacher must be one of"):
         runner.build_val_loop(runner._val_loop)
     loop = DistillValLoop(runner, cfg.val_dataloader, cfg.val_evaluator)
-    runner.model.__dict__['_teacher'] = None
+    runner.model._slots = {}  # the distiller's built teachers: none
     with pytest.raises(ValueError, match='needs a model with a teacher'):
         loop.score_teachers()

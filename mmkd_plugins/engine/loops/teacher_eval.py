@@ -75,8 +75,8 @@ def prefixed(metrics: Dict[str, Any], prefix: str = 'teacher/') -> Dict[str, Any
 def teachers_of(distiller: nn.Module) -> List[Tuple[str, nn.Module]]:
     """``[(name, teacher module)]``: ``('teacher', ...)`` for a single teacher, one entry per
     teacher when the distiller holds several (a ``teachers`` mapping), ``[]`` without teacher."""
-    many = getattr(distiller, 'teachers', None)
+    many = getattr(distiller, 'teachers', None)  # SingleTeacherDistiller: '' = the single teacher
     if isinstance(many, dict) or isinstance(many, nn.ModuleDict):
-        return [(str(k), v) for k, v in many.items() if isinstance(v, nn.Module)]
+        return [(str(k) or 'teacher', v) for k, v in many.items() if isinstance(v, nn.Module)]
     single = getattr(distiller, 'teacher', None)
     return [('teacher', single)] if isinstance(single, nn.Module) else []
