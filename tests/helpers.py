@@ -40,14 +40,24 @@ def cls_batch(n: int = 4, size: int = 16, num_classes: int = 10, seed: int = 0):
     return inputs, samples
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (two test runs may share a machine)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def train_with_two_processes(config: str, work_dir, cfg_options, master_port: int,
                              timeout: int) -> subprocess.CompletedProcess:
     """Run ``tools/train.py CONFIG --launcher pytorch`` in 2 processes (``torch.distributed.run``).
 
-    ``config`` is relative to the repository; ``cfg_options`` go to ``--cfg-options``. Returns the
-    finished process (stdout/stderr captured); the caller checks its return code.
+    ``config`` is relative to the repository; ``cfg_options`` go to ``--cfg-options``;
+    ``master_port=0`` takes a free port. Returns the finished process (stdout/stderr captured); the
+    caller checks its return code.
     """
     from tests.conftest import REPO
+    master_port = master_port or free_port()
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
            f'--master_port={master_port}', osp.join(REPO, 'tools/train.py'),

@@ -16,7 +16,7 @@ PAPER_WEIGHTS: Dict[Tuple[str, str], Dict[str, Any]] = {
     ('mgd', 'det_two_stage'): dict(
         source='mgd/mgd_cascade-mask-rcnn-x101-dconv_faster-rcnn-r50_fpn_2x_coco.py',
         alpha_mgd=5e-7, lambda_mgd=0.45, mask_type='spatial'),
-    ('mgd', 'seg'): dict(source='mgd/mgd_pspnet-r101_pspnet-r18-d8_4xb2-40k_cityscapes-512x1024.py',
+    ('mgd', 'seg'): dict(source='mgd/mgd_pspnet-r101_pspnet-r18-d8_8xb2-40k_cityscapes-512x512.py',
                          alpha_mgd=2e-5, lambda_mgd=0.75, mask_type='spatial'),
     ('mgd', 'cls'): dict(source='mgd/cls/mgd_resnet50_mobilenet-v1_8xb32_in1k.py',
                          alpha_mgd=7e-5, lambda_mgd=0.15, mask_type='channel'),
