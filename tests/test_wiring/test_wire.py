@@ -221,6 +221,28 @@ def test_resnet50_to_mobilenet_v2(tmp_path, monkeypatch, method):
     assert math.isfinite(runner.message_hub.log_scalars[loss_key].current())
 
 
+def test_written_config_passes_the_doctor(tmp_path, monkeypatch):
+    """The config mmkd-wire writes (ResNet-50 -> MobileNetV2, NKD), with its teacher checkpoint and
+    tiny data, passes every check of mmkd-doctor (exit status 0: no FAIL)."""
+    from mmkd_plugins.doctor.main import run_doctor
+    from mmkd_plugins.doctor.report import FAIL
+    out = str(tmp_path / 'nkd_r50_mbv2.py')
+    wire(MOBILENET, RESNET50, 'nkd', input_size=(64, 64), out=out, log=lambda *a: None)
+    cfg = Config.fromfile(out)
+    cfg.model.teacher_ckpt = teacher_checkpoint(RESNET50, str(tmp_path / 'r50.pth'))
+    tiny_cls_data(cfg, str(tmp_path / 'images'), 64)
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader', 'test_cfg',
+                'test_evaluator'):
+        cfg[key] = None
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    checked = str(tmp_path / 'checked.py')
+    cfg.dump(checked)
+    report = run_doctor(checked, batches=1, work_dir=str(tmp_path / 'doctor'))
+    assert not report.failed, [r for r in report.rows if r.status == FAIL]
+    checks = {r.check for r in report.rows}
+    assert {'lint', 'teacher weights', 'taps', 'loss terms'} <= checks, checks
+
+
 def test_deit_pair_of_other_widths_and_input_sizes(tmp_path, monkeypatch):
     """DeiT-Tiny (192) from DeiT III-S (384) that runs at its own, larger input size."""
     out = str(tmp_path / 'vitkd.py')
