@@ -2,7 +2,7 @@
 value and share of the student's gradient; then the same step under autocast."""
 import copy
 import math
-from typing import Iterable, List
+from typing import Dict, Iterable, List
 
 import torch
 import torch.nn as nn
@@ -13,6 +13,8 @@ from .report import FAIL, OK, WARN, Row, row
 CHECK = 'loss terms'
 CHECK_AMP = 'autocast'
 LOW, HIGH = 0.01, 0.90
+#: extra forwards of the first batch for a distillation term whose gradient was zero on the steps
+REDRAWS = 5
 
 
 class restored:
@@ -50,7 +52,25 @@ def train_steps(model: nn.Module, optim_wrapper, batches: Iterable[dict]) -> Sha
     return meter
 
 
-def share_rows(summary) -> List[Row]:
+def redrawn_grad_norms(model: nn.Module, batch: dict, keys: List[str]) -> Dict[str, float]:
+    """The largest gradient norm of each term in ``keys`` over :data:`REDRAWS` more forwards of
+    ``batch`` (no optimizer step). A term with a random part (MGD's mask) can have no gradient in
+    one draw when the mask blanks a whole small map (e.g. RetinaNet's 2x2 P7 on a tiny image); a
+    detached or frozen path has none in any draw."""
+    best = {k: 0.0 for k in keys}
+    params = student_params(model)
+    for _ in range(REDRAWS):
+        _, _, norms = measure_batch(model, batch, params)
+        model.zero_grad(set_to_none=True)
+        for k in keys:
+            best[k] = max(best[k], norms.get(k, 0.0))
+        if all(v > 0 for v in best.values()):
+            break
+    return best
+
+
+def share_rows(summary, redrawn: Dict[str, float] = None) -> List[Row]:
+    redrawn = redrawn or {}
     rows = []
     for key, s in summary.items():
         detail = (f'value {s["value"]:.4g}, gradient norm {s["grad_norm"]:.3g}, '
@@ -59,6 +79,11 @@ def share_rows(summary) -> List[Row]:
                     distill=s['distill'])
         if not s['finite']:
             rows.append(row(CHECK, key, FAIL, f'NaN/Inf: {detail}', **data))
+        elif s['distill'] and s['grad_norm'] == 0 and redrawn.get(key, 0) > 0:
+            rows.append(row(CHECK, key, WARN, f'{detail} on the measured steps, but gradient norm '
+                            f'{redrawn[key]:.3g} on a re-draw of the same batch: a random part of '
+                            'the term (e.g. MGD\'s mask on a tiny map) blanked it once; not a '
+                            'wiring error', redraw_grad_norm=redrawn[key], **data))
         elif s['distill'] and s['grad_norm'] == 0:
             rows.append(row(CHECK, key, FAIL, f'{detail}: a distillation term with NO gradient on '
                             'the student (detached input, or a frozen path)', **data))
@@ -79,9 +104,13 @@ def check_steps(model: nn.Module, optim_wrapper, batches: List[dict]) -> List[Ro
     with restored(model, optim_wrapper):
         try:
             meter = train_steps(model, optim_wrapper, batches)
+            summary = meter.summary()
+            dead = [k for k, s in summary.items()
+                    if s['distill'] and s['finite'] and s['grad_norm'] == 0]
+            redrawn = redrawn_grad_norms(model, batches[0], dead) if dead else {}
         except Exception as err:  # noqa: BLE001 - reported
             return [row(CHECK, 'training step', FAIL, f'{type(err).__name__}: {err}')]
-    return share_rows(meter.summary())
+    return share_rows(summary, redrawn)
 
 
 def check_autocast(model: nn.Module, batch: dict) -> List[Row]:

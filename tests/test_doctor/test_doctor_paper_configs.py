@@ -116,7 +116,10 @@ def test_paper_config_passes_the_doctor(family, data, tmp_path, monkeypatch):
     checks = {r.check for r in report.rows if r.status == OK}
     assert {'teacher weights', 'teacher metric', 'taps', 'loss terms', 'student init'} <= checks
     distill = [r for r in report.rows if r.check == 'loss terms' and r.item.startswith('distill.')]
-    assert distill and all(r.data['grad_norm'] > 0 for r in distill)
+    # every distillation term trains the student (on the measured steps, or, where MGD's random
+    # mask blanked RetinaNet's 2x2 P7 of these tiny images, on a re-draw of the batch)
+    assert distill and all(r.data['grad_norm'] > 0 or r.data.get('redraw_grad_norm', 0) > 0
+                           for r in distill)
     if family == 'retinanet':
         (bb,) = [r for r in report.rows if r.check == 'student init' and r.item == 'backbone']
         assert bb.status == OK and bb.data['loaded'] == bb.data['tensors']
