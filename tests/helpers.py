@@ -64,3 +64,81 @@ def train_with_two_processes(config: str, work_dir, cfg_options, master_port: in
            osp.join(REPO, config), '--launcher', 'pytorch', '--work-dir', str(work_dir),
            '--cfg-options', *cfg_options]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _traced_rank(rank: int, worker, trace: str, hang_s: float, *args) -> None:
+    """Body of one spawned rank: join the 2-rank gloo group (``file://`` rendezvous), call
+    ``worker(rank, *args)``, leave the group. Progress goes to ``trace.<rank>``; a rank still running
+    after ``hang_s`` seconds prints its Python stacks (to stderr, which pytest shows) and exits."""
+    import datetime
+    import faulthandler
+    import time
+
+    import torch.distributed as tdist
+
+    def mark(word):
+        with open(f'{trace}.{rank}', 'a') as log:
+            log.write(f'{word} {time.time():.1f}\n')
+
+    mark('started')
+    faulthandler.dump_traceback_later(hang_s, exit=True)
+    torch.set_num_threads(1)
+    # the collective timeout turns a hang inside a collective into an error in the ranks too
+    tdist.init_process_group('gloo', init_method=f'file://{trace}.rdzv', rank=rank, world_size=2,
+                             timeout=datetime.timedelta(seconds=30))
+    mark('joined')
+    worker(rank, *args)
+    mark('worked')
+    tdist.destroy_process_group()
+    faulthandler.cancel_dump_traceback_later()
+    mark('finished')
+
+
+def run_two_ranks(worker, args: tuple, tmp_path, timeout: float = 120) -> None:
+    """Run ``worker(rank, *args)`` in 2 spawned processes that form a gloo group (``file://``
+    rendezvous in ``tmp_path``, so no TCP port can be taken by someone else; gloo is told to use the
+    loopback interface).
+
+    A hang fails the test after ``timeout`` s instead of blocking the run, and says how far each rank
+    got; a rank stuck past ``timeout - 15`` s prints its Python stacks (faulthandler) and exits.
+    """
+    import time
+
+    import pytest
+    trace = str(tmp_path / 'two_ranks')
+    env_before = os.environ.get('GLOO_SOCKET_IFNAME')
+    os.environ['GLOO_SOCKET_IFNAME'] = 'lo'   # inherited by the spawned ranks
+    t0 = time.time()
+    try:
+        ctx = torch.multiprocessing.start_processes(
+            _traced_rank, args=(worker, trace, max(timeout - 15, 5), *args), nprocs=2, join=False,
+            start_method='spawn')
+    finally:
+        if env_before is None:
+            os.environ.pop('GLOO_SOCKET_IFNAME', None)
+        else:
+            os.environ['GLOO_SOCKET_IFNAME'] = env_before
+
+    def progress() -> str:
+        said = []
+        for rank in range(2):
+            path = f'{trace}.{rank}'
+            words = open(path).read().split() if osp.exists(path) else []
+            said.append(f'rank {rank}: ' + (' '.join(
+                f'{w} +{float(t) - t0:.1f}s' for w, t in zip(words[::2], words[1::2]))
+                or 'never started'))
+        return '; '.join(said)
+
+    try:
+        while True:
+            try:
+                if ctx.join(timeout=1):
+                    return
+            except Exception as exc:   # a rank raised or exited (faulthandler's dump exits it)
+                pytest.fail(f'2-process gloo run failed: {exc}; {progress()}')
+            if time.time() - t0 > timeout:
+                pytest.fail(f'2-process gloo run did not finish within {timeout} s (hang); {progress()}')
+    finally:
+        for proc in ctx.processes:
+            if proc.is_alive():
+                proc.kill()

@@ -10,7 +10,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from .taps import FeatureTaps, TapError, find_module
-from .teacher import build_frozen_teacher, load_model_config
+from .teacher import build_frozen_teacher, load_model_config, with_scope_of_type
 from .teacher_slot import TEACHER_FORWARDS, RawBatchRecorder, TeacherSlot, augment_list
 
 # student.<tap> | teacher.<tap> | teacher.<name>.<tap>, optionally inside <connector>( ... )
@@ -119,7 +119,7 @@ class SingleTeacherDistiller(BaseModel):
         if isinstance(student, nn.Module):
             student_model = student
         else:
-            student_cfg = copy.deepcopy(dict(student))
+            student_cfg = with_scope_of_type(copy.deepcopy(dict(student)))
             if data_preprocessor is not None and student_cfg.get('data_preprocessor') is None:
                 student_cfg['data_preprocessor'] = data_preprocessor
             student_model = MODELS.build(ConfigDict(student_cfg))  # attribute access, as in teacher.py

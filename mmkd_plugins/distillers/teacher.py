@@ -36,15 +36,32 @@ def resolve_config_path(path: str) -> str:
     return full
 
 
+def with_scope_of_type(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Give a model dict whose type names its repo (``'mmpretrain.ImageClassifier'``) that repo as
+    ``_scope_`` (unless it has one), and return it.
+
+    mmengine looks the *type* up in the named repo, but the parts the model builds itself (an
+    ``ImageClassifier`` without a ``data_preprocessor`` type builds ``'ClsDataPreprocessor'``) are
+    looked up in the run's default scope; with ``_scope_`` they are looked up in the model's own repo,
+    as for a model read from a config file. The run's scope (a detection run with a classification
+    teacher) then cannot change what the model is built from.
+    """
+    model_type = model_cfg.get('type')
+    if isinstance(model_type, str) and '.' in model_type and '_scope_' not in model_cfg:
+        model_cfg['_scope_'] = model_type.split('.', 1)[0]
+    return model_cfg
+
+
 def load_model_config(cfg: Union[str, dict, Config]) -> Dict[str, Any]:
     """Return a model config dict from a config file path (``'mmdet::...'`` allowed) or a model dict.
 
     For a file, the file's top-level ``data_preprocessor`` is merged into the model (as mmengine's
     Runner does) and its ``default_scope`` is recorded as ``_scope_`` so that the model is built in the
-    registry of its own repo, whatever the scope of the run.
+    registry of its own repo, whatever the scope of the run. A model dict gets the same from the scope
+    of its type (see :func:`with_scope_of_type`).
     """
     if isinstance(cfg, (dict, ConfigDict)) and not isinstance(cfg, Config):
-        return copy.deepcopy(dict(cfg))
+        return with_scope_of_type(copy.deepcopy(dict(cfg)))
     file_cfg = cfg if isinstance(cfg, Config) else Config.fromfile(resolve_config_path(cfg))
     if 'model' not in file_cfg:
         raise KeyError(f'config {cfg!r} has no "model" field')

@@ -151,3 +151,25 @@ def test_errors_are_clear(ckpt):
         MODELS.build(distiller_cfg(ckpt, teacher=bare, teacher_data_preprocessor='teacher'))
     with pytest.raises(ValueError, match="a config dict or 'teacher'"):
         MODELS.build(distiller_cfg(ckpt, teacher_data_preprocessor='student'))
+
+
+@pytest.mark.parametrize('run_scope', ['mmengine', 'mmdet'])
+def test_models_are_built_in_their_own_repo_whatever_the_run_scope(ckpt, run_scope):
+    """Student and teacher dicts typed 'mmpretrain.ImageClassifier' without a data_preprocessor type
+    build mmpretrain's 'ClsDataPreprocessor' under a run whose default scope is another repo (a
+    detection run with a classification teacher), as they do under no scope."""
+    from mmengine.registry import DefaultScope
+    pytest.importorskip('mmdet')
+    cfg = mgd_distiller_cfg(ckpt, teacher_forward='backbone')
+    for part in (cfg['student'], cfg['teacher']):
+        part['data_preprocessor'] = dict(mean=[127.5] * 3, std=[127.5] * 3, num_classes=10)
+    with DefaultScope.overwrite_default_scope(run_scope):
+        model = MODELS.build(copy.deepcopy(cfg))
+    from mmpretrain.models import ClsDataPreprocessor
+    assert type(model.student.data_preprocessor) is ClsDataPreprocessor
+    assert type(model.teacher.data_preprocessor) is ClsDataPreprocessor
+    # a model dict with its own _scope_ keeps it
+    from mmkd_plugins.distillers.teacher import load_model_config
+    assert load_model_config(dict(type='mmpretrain.ImageClassifier'))['_scope_'] == 'mmpretrain'
+    assert load_model_config(dict(type='mmdet.X', _scope_='mmseg'))['_scope_'] == 'mmseg'
+    assert '_scope_' not in load_model_config(dict(type='ImageClassifier'))

@@ -2,8 +2,6 @@
 (one process and two gloo ranks sharing the classes)."""
 import math
 import os
-import socket
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from mmkd_plugins.engine.hooks import UniBCTPrototypeHook
 from mmkd_plugins.models.losses.compatible import UniBCTLoss
+from tests.helpers import run_two_ranks
 
 
 class _Embedder(nn.Module):
@@ -127,41 +126,18 @@ def test_hook_row_variant_and_errors():
         UniBCTPrototypeHook().before_train(SimpleNamespace(model=nn.Linear(2, 2)))
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _hook_worker(rank, port, out):
-    import datetime
-
-    import torch.distributed as tdist
-    torch.set_num_threads(1)
-    tdist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2,
-                             timeout=datetime.timedelta(seconds=30))
+def _hook_worker(rank, out):
     model, data = _Distiller(), _Data()
     UniBCTPrototypeHook(epochs=(0, )).refresh(model, _loader(data))
     loss = model.distill_losses.loss_unibct
     torch.save(dict(prototypes=loss.prototypes, valid=loss.valid), f'{out}.{rank}')
-    tdist.destroy_process_group()
 
 
 def test_hook_two_ranks_share_the_classes(tmp_path):
     """Each rank computes the prototypes of its classes (c mod 2); after the sum both hold all of them,
     equal to the direct computation."""
     out = str(tmp_path / 'res')
-    ctx = torch.multiprocessing.start_processes(_hook_worker, args=(_free_port(), out), nprocs=2,
-                                                join=False, start_method='spawn')
-    deadline = time.time() + 90
-    try:
-        while not ctx.join(timeout=1):
-            if time.time() > deadline:
-                pytest.fail('2-process hook test did not finish within 90 s (hang)')
-    finally:
-        for proc in ctx.processes:
-            if proc.is_alive():
-                proc.kill()
+    run_two_ranks(_hook_worker, (out, ), tmp_path)
     ref = _direct(_Distiller(), _Data())
     for r in range(2):
         res = torch.load(f'{out}.{r}')

@@ -14,6 +14,7 @@ from mmkd_plugins.models.compatible import (BiCTTransformation, ClassMeanBank, f
 from mmkd_plugins.models.losses.compatible import (BCTLoss, BiCTTransformLoss, RACTLoss, UniBCTLoss,
                                                    bct_influence_loss, bict_classifier_loss,
                                                    bict_transform_loss, match_dim, ract_loss, unibct_loss)
+from tests.helpers import run_two_ranks
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -144,38 +145,7 @@ def test_bct_loss_skip_or_error_for_new_classes():
         bct_influence_loss(new, y[:2], fc.weight)
 
 
-def _free_port():
-    import socket
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _run_two_ranks(worker, args, timeout=90):
-    """Run ``worker(rank, *args)`` in 2 spawned processes; a hang fails after ``timeout`` s instead of
-    blocking the test run."""
-    import time
-    ctx = torch.multiprocessing.start_processes(worker, args=args, nprocs=2, join=False,
-                                                start_method='spawn')
-    deadline = time.time() + timeout
-    try:
-        while not ctx.join(timeout=1):
-            if time.time() > deadline:
-                pytest.fail(f'2-process gloo test did not finish within {timeout} s (hang)')
-    finally:
-        for proc in ctx.processes:
-            if proc.is_alive():
-                proc.kill()
-
-
-def _bct_ddp_worker(rank, port, new, old, y, fc_w, fc_b, out):
-    import datetime
-
-    import torch.distributed as tdist
-    torch.set_num_threads(1)
-    # the collective timeout turns a hang into an error inside the workers too
-    tdist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2,
-                             timeout=datetime.timedelta(seconds=30))
+def _bct_ddp_worker(rank, new, old, y, fc_w, fc_b, out):
     sl = slice(0, 3) if rank == 0 else slice(3, 6)   # rank 0: old classes only; rank 1: new classes too
     loss_mod = BCTLoss(num_classes=5)
     losses = []
@@ -183,7 +153,6 @@ def _bct_ddp_worker(rank, port, new, old, y, fc_w, fc_b, out):
         losses.append(loss_mod(new[sl], y[sl], old[sl], old_weight=fc_w, old_bias=fc_b))
     means, seen = loss_mod.bank.means()
     torch.save(dict(losses=torch.stack(losses), means=means, seen=seen), f'{out}.{rank}')
-    tdist.destroy_process_group()
 
 
 def test_bct_loss_ddp_rank_without_new_classes_does_not_hang(tmp_path):
@@ -194,7 +163,7 @@ def test_bct_loss_ddp_rank_without_new_classes_does_not_hang(tmp_path):
     y = torch.tensor([0, 1, 2, 3, 4, 3])   # old classifier knows 0..2
     fc = nn.Linear(4, 3)
     out = str(tmp_path / 'res')
-    _run_two_ranks(_bct_ddp_worker, (_free_port(), new, old, y, fc.weight.detach(), fc.bias.detach(), out))
+    run_two_ranks(_bct_ddp_worker, (new, old, y, fc.weight.detach(), fc.bias.detach(), out), tmp_path)
     res = [torch.load(f'{out}.{r}') for r in range(2)]
     # both ranks hold the same bank: per class the mean over BOTH ranks' normalised old features, counted
     # once per step (2 steps of the same data)
