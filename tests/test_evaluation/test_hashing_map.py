@@ -234,7 +234,9 @@ def test_knn_matches_brute_force_ties(cpu_path, bits, k):
     from mmkd_plugins.evaluation.metrics.hamming_search import hamming_knn
     q, db, _, _ = _ties_heavy_case(bits + k, 23, 300, bits)
     ref_d, ref_i = _brute_knn(q, db, k)
-    for kwargs in (dict(), dict(chunk_size=5, max_chunk_bytes=20000)):
+    # the last: one block of queries, the database in 3 spans searched in parallel threads
+    for kwargs in (dict(), dict(chunk_size=5, max_chunk_bytes=20000),
+                   dict(chunk_size=23, max_chunk_bytes=60000, num_threads=3)):
         d, i = hamming_knn(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)), k, **kwargs)
         np.testing.assert_array_equal(d.numpy(), ref_d, err_msg=str(kwargs))
         np.testing.assert_array_equal(i.numpy(), ref_i, err_msg=str(kwargs))
@@ -260,16 +262,52 @@ def test_knn_sample_threshold_and_fallback(cpu_path, monkeypatch, order):
     calls = []
     search = hamming_search._Searcher.search
 
-    def counting_search(self, q_codes, lex, radius):
-        calls.append(lex is None)
-        return search(self, q_codes, lex, radius)
+    def counting_search(self, q_codes, lex, radius, span=None):
+        if span is None:
+            calls.append(lex is None)
+        return search(self, q_codes, lex, radius, span)
 
     monkeypatch.setattr(hamming_search._Searcher, 'search', counting_search)
-    d, i = hamming_search.hamming_knn(pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)),
-                                      k, chunk_size=4, max_chunk_bytes=20000)  # 64-item tiles
-    np.testing.assert_array_equal(d.numpy(), ref_d)
-    np.testing.assert_array_equal(i.numpy(), ref_i)
-    assert (True in calls) == (order == 'sample_close')  # the re-search ran only when needed
+    for kwargs in (dict(chunk_size=4), dict(chunk_size=9, num_threads=2)):  # 2: database spans
+        calls.clear()
+        d, i = hamming_search.hamming_knn(pack_bits(torch.from_numpy(q)),
+                                          pack_bits(torch.from_numpy(db)), k,
+                                          max_chunk_bytes=20000, **kwargs)  # small tiles
+        np.testing.assert_array_equal(d.numpy(), ref_d, err_msg=str(kwargs))
+        np.testing.assert_array_equal(i.numpy(), ref_i, err_msg=str(kwargs))
+        assert (True in calls) == (order == 'sample_close')  # the re-search ran only when needed
+
+
+def test_few_queries_split_the_database_across_threads(monkeypatch):
+    """One block of queries and 2 threads: the database is searched in 2 spans in parallel (one
+    span per thread, tile-aligned, covering it once), merged into the exact ranking; the radius
+    pairs of both spans are kept."""
+    import threading
+
+    from mmkd_plugins.evaluation.metrics import hamming_search
+    q, db, _, _ = _ties_heavy_case(3, 6, 500, 8)
+    ref_d, ref_i = _brute_knn(q, db, 40)
+    spans, threads = [], set()
+    search = hamming_search._Searcher.search
+
+    def recording_search(self, q_codes, lex, radius, span=None):
+        if span is not None:
+            spans.append(span)
+            threads.add(threading.get_ident())
+        return search(self, q_codes, lex, radius, span)
+
+    monkeypatch.setattr(hamming_search._Searcher, 'search', recording_search)
+    blocks = list(hamming_search.hamming_knn_blocks(
+        pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db)), 40, radius=2,
+        chunk_size=6, max_chunk_bytes=40000, num_threads=2))
+    assert len(blocks) == 1
+    np.testing.assert_array_equal(blocks[0].distances.numpy(), ref_d)
+    np.testing.assert_array_equal(blocks[0].indices.numpy(), ref_i)
+    assert sorted(set(spans)) == [(0, spans[0][1]), (spans[0][1], 500)] and 0 < spans[0][1] < 500
+    assert threading.get_ident() not in threads   # searched in the pool's threads
+    dist = (q[:, None, :] != db[None, :, :]).sum(-1)
+    got = sorted(zip(blocks[0].radius_rows.tolist(), blocks[0].radius_cols.tolist()))
+    assert got == sorted(zip(*np.nonzero(dist <= 2)))
 
 
 @pytest.mark.parametrize('bits,topk', [(4, (1, 40, 150)), (8, (2, 250, 400))])

@@ -260,6 +260,7 @@ class _Searcher:
             self.sample_idx = torch.arange(m, device=self.device) * self.num_db // m
             self.sample_aug = self._db_operand(self.sample_idx)
         self.local = threading.local()
+        self.span_pool, self.spans = None, []   # set by hamming_knn_blocks for database spans
 
     def _db_operand(self, idx, out: Optional[Tensor] = None) -> Tensor:
         """Database rows ``idx`` (a slice or an index tensor) -> (n, L + 1) [u_x, 1]."""
@@ -280,8 +281,14 @@ class _Searcher:
                 self.nb, self.num_bits + 1, device=self.device)
         return loc.gemm, loc.mask, loc.tile
 
-    def search(self, q_codes: Tensor, lex: Optional[Tuple[Tensor, Tensor]], radius: Optional[int]):
-        """Candidates of the (q, B) packed queries: lexicographic limit ``lex`` (None: every item)."""
+    def search(self, q_codes: Tensor, lex: Optional[Tuple[Tensor, Tensor]], radius: Optional[int],
+               span: Optional[Tuple[int, int]] = None):
+        """Candidates of the (q, B) packed queries among database items ``span`` (default all):
+        lexicographic limit ``lex`` (None: every item). With several ``span_pool`` threads the
+        database is split into that many contiguous spans searched in parallel and merged."""
+        if span is None and self.span_pool is not None:
+            return self._search_spans(q_codes, lex, radius)
+        span_start, span_end = (0, self.num_db) if span is None else span
         q = q_codes.shape[0]
         if lex is None:
             limit = torch.full((q,), self.num_bits, dtype=torch.int64, device=self.device)
@@ -291,8 +298,8 @@ class _Searcher:
         q_aug = _query_operand(q_codes, self.num_bits, self.levels)
         gemm_buf, mask_buf, tile_buf = self._buffers()
         r_keys, r_cols = [], []
-        for js in range(0, self.num_db, self.nb):
-            je = min(js + self.nb, self.num_db)
+        for js in range(span_start, span_end, self.nb):
+            je = min(js + self.nb, span_end)
             n = je - js
             if lex is not None:  # past the sample item's index: its distance is excluded
                 cands.limit = torch.where(lex_idx < js, torch.minimum(cands.limit, limit - 1),
@@ -316,6 +323,24 @@ class _Searcher:
             cands.add(keys, cols, filter_limit)
         keys, cols, counts = cands.select()
         return keys, cols, counts, r_keys, r_cols
+
+    def _search_spans(self, q_codes: Tensor, lex: Optional[Tuple[Tensor, Tensor]],
+                      radius: Optional[int]):
+        """:meth:`search` over contiguous database spans in parallel threads, merged.
+
+        Each span yields its own first ``keep`` per query by (distance, index); a stable sort of
+        their union by (query, distance), spans in database order, keeps the tie rule, so the first
+        ``keep`` of the union are those of the whole database.
+        """
+        parts = [f.result() for f in [self.span_pool.submit(self.search, q_codes, lex, radius, span)
+                                      for span in self.spans]]
+        q = q_codes.shape[0]
+        limit = torch.full((q,), self.num_bits, dtype=torch.int64, device=self.device)
+        merged = _Candidates(limit, self.keep, self.levels, cap=2**62)
+        merged.keys, merged.cols = [p[0] for p in parts], [p[1] for p in parts]
+        keys, cols, counts = merged.select()
+        return (keys, cols, counts, [k for p in parts for k in p[3]],
+                [c for p in parts for c in p[4]])
 
     def block(self, start: int) -> HammingBlock:
         end = min(start + self.qb, self.query_codes.shape[0])
@@ -378,7 +403,22 @@ def hamming_knn_blocks(query_codes: Tensor,
     searcher = _Searcher(query_codes, db_codes, k, radius, chunk_size, max(int(max_chunk_bytes), 1))
     starts = list(range(0, query_codes.shape[0], searcher.qb))
     threads = torch.get_num_threads() if num_threads is None else int(num_threads)
-    if db_codes.device.type != 'cpu' or threads <= 1 or len(starts) <= 1:
+    if db_codes.device.type != 'cpu' or threads <= 1:
+        for start in starts:
+            yield searcher.block(start)
+        return
+    if len(starts) < threads:
+        # fewer query blocks than threads (few queries, large database): split the database into
+        # ``threads`` contiguous spans (whole tiles) searched in parallel for every block
+        tiles = math.ceil(searcher.num_db / searcher.nb)
+        bounds = [min(searcher.num_db, (tiles * t // threads) * searcher.nb) for t in range(threads + 1)]
+        searcher.spans = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        if len(searcher.spans) > 1:
+            with _torch_threads(1), ThreadPoolExecutor(len(searcher.spans)) as pool:
+                searcher.span_pool = pool
+                for start in starts:
+                    yield searcher.block(start)
+            return
         for start in starts:
             yield searcher.block(start)
         return
