@@ -30,7 +30,8 @@ Memory: one (queries x tile) float32 block, its mask and candidate indices, the 
 (bounded by ``max_chunk_bytes``) and the 0/1 float32 database operand (cached when it fits
 ``max_chunk_bytes``, else unpacked tile by tile). Works on CPU and CUDA tensors (on CPU the unpacking
 and the tile compare + extraction run in numpy, several times faster than torch's CPU kernels there,
-and the query blocks run in parallel threads; elsewhere everything is torch).
+and the query blocks run in parallel threads - or, with fewer blocks than threads, contiguous spans of
+the database, merged by a stable sort; elsewhere everything is torch).
 """
 import math
 import threading
@@ -391,7 +392,9 @@ def hamming_knn_blocks(query_codes: Tensor,
         chunk_size: queries per block (None: up to 256, within ``max_chunk_bytes``).
         max_chunk_bytes: approximate memory budget of the temporaries (per thread).
         num_threads: CPU only: blocks searched in parallel, one torch thread each (None: torch's
-            thread count; the count is restored afterwards). CUDA tensors use one stream.
+            thread count; the count is restored afterwards); with fewer blocks than threads the
+            database is split into that many spans searched in parallel instead. CUDA tensors use
+            one stream.
 
     Yields:
         :class:`HammingBlock` per block of queries, in query order.
