@@ -22,6 +22,15 @@ def tool_path(name: str) -> str:
     raise FileNotFoundError(f'mmkd_plugins tool {name} not found (looked for {candidates})')
 
 
+def _console(func, argv: Optional[List[str]], prog: str):
+    """As a console command (``argv`` None): through ``run_main`` (one error line, ``--debug`` for the
+    traceback, the exit status); called with a list: ``func(argv)``'s result, exceptions raised."""
+    if argv is None:
+        from .utils.cli_errors import run_main
+        run_main(func, None, prog)
+    return func(argv)
+
+
 def _run(name: str, argv: Optional[List[str]]):
     path = tool_path(name)
     if osp.dirname(path) not in sys.path:
@@ -31,15 +40,15 @@ def _run(name: str, argv: Optional[List[str]]):
 
 def train(argv: Optional[List[str]] = None):
     """``mmkd-train CONFIG [options]``: tools/train.py."""
-    return _run('train.py', argv)
+    return _console(lambda a: _run('train.py', a), argv, 'mmkd-train')
 
 
 def test(argv: Optional[List[str]] = None):
     """``mmkd-test CONFIG CHECKPOINT [options]``: tools/test.py."""
-    return _run('test.py', argv)
+    return _console(lambda a: _run('test.py', a), argv, 'mmkd-test')
 
 
 def doctor(argv: Optional[List[str]] = None):
     """``mmkd-doctor CONFIG [options]``: check a distillation set-up (mmkd_plugins.doctor)."""
     from mmkd_plugins.doctor.main import main
-    return main(argv)
+    return _console(main, argv, 'mmkd-doctor')

@@ -11,7 +11,8 @@ import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a checkout
 
+from mmkd_plugins.utils.cli_errors import run_main  # noqa: E402  (first: warning filters)
 from mmkd_plugins.doctor.main import main  # noqa: E402
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -15,7 +15,7 @@ configs/realy/README.md for the folder layout.
 Refuses (one line each, naming the file and line): missing or malformed inputs (meshes, keypoint files,
 template mask); result files that already exist in ``--out-dir`` (``--force`` replaces them; also an
 existing ``error_maps`` folder with ``--error-maps``) or that are one of the inputs. Files are written
-atomically.
+atomically, the ``.ply`` error maps included (an interrupted run leaves the previous file or none).
 """
 import argparse
 import csv
@@ -113,7 +113,7 @@ def main(argv=None):
                          merge_scan_vertices=not args.no_merge_scan_vertices,
                          strict_mesh_checks=args.strict_checks,
                          error_map_dir=osp.join(args.out_dir, 'error_maps') if args.error_maps else None,
-                         error_map_max=args.error_map_max)
+                         error_map_max=args.error_map_max, overwrite=args.force)
     rows = []
     start = time.perf_counter()
     bar = tqdm(range(len(dataset)), desc='REALY', unit='mesh', disable=args.no_progress)

@@ -17,7 +17,9 @@ Examples::
 Refuses (one line each): a checkpoint that is not a torch checkpoint or does not match the config's
 model (missing / unexpected / mis-shaped keys; a distiller checkpoint with the conversion command);
 result images or grid that already exist in ``--out-dir`` (``--force`` replaces them) or that are one of
-the content / style images. Images are written atomically.
+the content / style images; with ``--export-samples DIR``, sample images that already exist under DIR
+(``--force`` replaces them; all are checked before the first is written). Images are written
+atomically (a temporary file renamed onto the name: an interrupted run leaves the old file or none).
 """
 import argparse
 import os
@@ -62,7 +64,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--grid-max-rows', type=int, default=32, help='at most this many rows')
     parser.add_argument('--export-samples', metavar='DIR',
                         help='only write scikit-image\'s bundled sample photos to '
-                        'DIR/{content,style} and exit')
+                        'DIR/{content,style} and exit (existing ones need --force)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.encoder.checkpoint=None')
     add_force_argument(parser)
@@ -177,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     args = parse_args(argv)
     if args.export_samples is not None:
         from mmkd_plugins.datasets.unpaired_style import export_skimage_samples
-        written = export_skimage_samples(args.export_samples)
+        written = export_skimage_samples(args.export_samples, force=args.force)
         print(f'wrote {len(written["content"])} content and {len(written["style"])} style '
               f'images under {args.export_samples}')
         return written['content'] + written['style']

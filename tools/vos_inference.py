@@ -119,11 +119,16 @@ def write_overlay(kind: str, path_noext: str, frames: List[np.ndarray], preds: n
     if not writer.isOpened():
         raise RuntimeError(f'could not open a video writer for {path} (OpenCV without mp4 support?)')
     try:
-        for f, p in zip(frames, preds):
-            writer.write(cv2.cvtColor(overlay(f, p), cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    os.replace(tmp, path)
+        try:
+            for f, p in zip(frames, preds):
+                writer.write(cv2.cvtColor(overlay(f, p), cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        os.replace(tmp, path)
+    except BaseException:   # an interrupted write leaves the old video (or none), and no temporary file
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
     return path
 
 

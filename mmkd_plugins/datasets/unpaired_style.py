@@ -276,12 +276,15 @@ SKIMAGE_STYLES = ('hubble_deep_field', 'immunohistochemistry', 'colorwheel', 'gr
 def export_skimage_samples(out_dir: str,
                            contents: Sequence[str] = SKIMAGE_CONTENTS,
                            styles: Sequence[str] = SKIMAGE_STYLES,
-                           max_side: Optional[int] = 512) -> dict:
+                           max_side: Optional[int] = 512,
+                           force: bool = False) -> dict:
     """Write scikit-image's bundled sample images to ``out_dir/{content,style}/NAME.png``.
 
     Only images shipped inside the scikit-image wheel are used (nothing is downloaded). Grey
     images are converted to RGB; images are downscaled so that their longer side is at most
-    ``max_side``.
+    ``max_side``. Every file is written atomically (a temporary file renamed onto the name), and
+    files that already exist are refused, all of them before the first is written, unless
+    ``force`` (``tools/style_transfer.py --export-samples DIR --force``).
 
     Returns:
         ``dict(content=[paths], style=[paths])``.
@@ -289,16 +292,21 @@ def export_skimage_samples(out_dir: str,
     from PIL import Image
 
     from mmkd_plugins.utils import require
+    from mmkd_plugins.utils.safe_output import atomic_write, check_output_files
     data = require('skimage.data', 'the style-transfer sample images')
-    written = {}
+    planned = {}
     for kind, names in (('content', contents), ('style', styles)):
-        folder = osp.join(out_dir, kind)
-        os.makedirs(folder, exist_ok=True)
-        written[kind] = []
         for name in names:
             loader = getattr(data, name, None)
             if loader is None:
                 raise ValueError(f'skimage.data has no image called {name!r}')
+            planned.setdefault(kind, []).append((loader, osp.join(out_dir, kind, f'{name}.png')))
+    check_output_files([path for items in planned.values() for _, path in items], force=force,
+                       what='--export-samples output')
+    written = {'content': [], 'style': []}
+    for kind, items in planned.items():
+        os.makedirs(osp.join(out_dir, kind), exist_ok=True)
+        for loader, path in items:
             img = np.asarray(loader())
             if img.dtype == bool:
                 img = img.astype(np.uint8) * 255
@@ -307,7 +315,7 @@ def export_skimage_samples(out_dir: str,
                 scale = max_side / max(pil.size)
                 pil = pil.resize((max(1, round(pil.width * scale)),
                                   max(1, round(pil.height * scale))), Image.BICUBIC)
-            path = osp.join(folder, f'{name}.png')
-            pil.save(path)
+            with atomic_write(path, 'wb') as fh:
+                pil.save(fh, format='PNG')
             written[kind].append(path)
     return written

@@ -784,9 +784,12 @@ def synthesize_moving_shapes(root: str, videos: Sequence[str] = ('shapes0', 'sha
 
     Object 1 is a disc, object 2 a square, further objects alternate; later objects occlude earlier
     ones. Creates ``JPEGImages/480p``, ``Annotations/480p`` (palette PNGs) and
-    ``ImageSets/<year>/<split>.txt`` under ``root``. Returns the video names.
+    ``ImageSets/<year>/<split>.txt`` under ``root`` (each file written atomically). Returns the video
+    names.
     """
     import cv2
+
+    from mmkd_plugins.utils.safe_output import atomic_write
     rng = np.random.default_rng(seed)
     h, w = size
     img_root, ann_root = osp.join(root, 'JPEGImages', '480p'), osp.join(root, 'Annotations', '480p')
@@ -818,11 +821,14 @@ def synthesize_moving_shapes(root: str, videos: Sequence[str] = ('shapes0', 'sha
                         vel[o, d] = -vel[o, d]
                         pos[o, d] = np.clip(pos[o, d], r, lim - r)
             noisy = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-            cv2.imwrite(osp.join(img_root, v, f'{t:05d}.jpg'), cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            ok, jpg = cv2.imencode('.jpg', cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if not ok:
+                raise RuntimeError(f'could not encode frame {t} of {v} as JPEG')
+            with atomic_write(osp.join(img_root, v, f'{t:05d}.jpg'), 'wb') as fh:
+                fh.write(jpg.tobytes())
             write_mask(osp.join(ann_root, v, f'{t:05d}.png'), lab)
-    os.makedirs(osp.join(root, 'ImageSets', str(year)), exist_ok=True)
-    with open(osp.join(root, 'ImageSets', str(year), f'{split}.txt'), 'w') as fh:
+    with atomic_write(osp.join(root, 'ImageSets', str(year), f'{split}.txt'), 'w') as fh:
         fh.write('\n'.join(videos) + '\n')
     return list(videos)
 

@@ -5,9 +5,13 @@ Builds model, data and evaluator from the config exactly as training does (mmeng
 ``--cfg-options``), runs a few batches on this machine, prints one table, writes JSON, and exits 1
 on any FAIL. ``--calibrate`` instead measures the distillation terms' share of the student's
 gradient and proposes loss weights giving the target share.
+
+``--out`` / ``--write`` are refused before anything runs when they name the config itself or an
+existing file (``--force`` replaces an existing one, never the config); both are written atomically.
 """
 import argparse
 import itertools
+import os.path as osp
 import shutil
 import sys
 import tempfile
@@ -33,6 +37,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='with --calibrate: write a config inheriting CONFIG with the weights')
     parser.add_argument('--unsafe-load', action='store_true',
                         help='unpickle checkpoints fully (only files you trust)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing --out / --write file (never the config itself)')
     args = parser.parse_args(argv)
     if args.batches < 1:
         parser.error('--batches must be >= 1')
@@ -41,6 +47,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.calibrate is not None and not 0 < args.calibrate < 1:
         parser.error('--calibrate takes a share in (0, 1), e.g. 0.3')
     return args
+
+
+def config_file(config: str) -> str:
+    """The file behind ``config`` (``pkg::path`` resolved where possible), to compare outputs with."""
+    try:
+        from mmkd_plugins.distillers.teacher import resolve_config_path
+        return resolve_config_path(config)
+    except Exception:  # noqa: BLE001  (an unknown package: nothing on disk to protect)
+        return config
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse ``--out`` / ``--write`` before anything runs: the config itself, the same file twice,
+    or an existing file without ``--force``."""
+    from mmkd_plugins.utils.safe_output import OutputIsInputError, check_output
+    inputs = [config_file(args.config)]
+    if args.out:
+        check_output(args.out, inputs, args.force, '--out')
+    if args.write:
+        check_output(args.write, inputs, args.force, '--write')
+        if args.out and osp.realpath(args.out) == osp.realpath(args.write):
+            raise OutputIsInputError(f'--out and --write are the same file {args.out}; give two names')
 
 
 def _batches(runner, cfg, n: int) -> List[dict]:
@@ -151,7 +179,8 @@ def run_calibration(config: str, target: float, cfg_options: Optional[Dict[str, 
                f'{100 * proposal["measured"]:.1f} % now; weights x{proposal["factor"]:.4g} give '
                f'{100 * target:.0f} %')
     if write:
-        with open(write, 'w') as f:
+        from mmkd_plugins.utils.safe_output import atomic_write
+        with atomic_write(write, 'w') as f:
             f.write(config_text(proposal, config))
         proposal['written'] = write
     return report
@@ -159,6 +188,7 @@ def run_calibration(config: str, target: float, cfg_options: Optional[Dict[str, 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    check_outputs(args)
     work_dir = tempfile.mkdtemp(prefix='mmkd_doctor_')
     try:
         if args.calibrate is not None:

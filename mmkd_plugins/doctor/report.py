@@ -87,7 +87,9 @@ class Report:
                               rows=[asdict(r) for r in self.rows]))
 
     def dump(self, path: str) -> None:
-        with open(path, 'w') as f:
+        """Write the report as JSON, atomically (an interrupted write leaves the old file or none)."""
+        from mmkd_plugins.utils.safe_output import atomic_write
+        with atomic_write(path, 'w') as f:
             json.dump(self.to_dict(), f, indent=1)
 
 

@@ -18,6 +18,9 @@ one bool per frame, set by :class:`~mmkd_plugins.datasets.VOSDataset`), an evalu
 annotation is an error naming the video and the frames, unless ``skip_unannotated=True``
 (``tools/vos_inference.py --skip-unannotated``), which scores the annotated frames only.
 
+Result files (``output_dir``): written atomically; an existing file that the metric did not write
+itself is refused (one line naming the file and ``overwrite=True``) unless ``overwrite=True``.
+
 One deliberate difference: the reference stores the bin boundaries of the decay in ``uint8`` (wrong for
 videos longer than 257 frames); integers are used here.
 """
@@ -31,6 +34,8 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
+
+from mmkd_plugins.utils.safe_output import RunOutputs
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -230,18 +235,31 @@ class DAVISMetric(BaseMetric):
     Args:
         bound_th: boundary tolerance (fraction of the image diagonal, or pixels when >= 1).
         scale: multiplier of the reported values (100 -> percentages, as the papers).
-        output_dir: if given, ``global_results.csv`` and ``per-sequence_results.csv`` are written there.
+        output_dir: if given, ``global_results.csv`` and ``per-sequence_results.csv`` are written there
+            (atomically: a temporary file renamed onto the name). Files of an earlier run are never
+            replaced silently: when either file already exists at construction (before any inference)
+            or at writing time and was not written by this metric, it is an error naming the file, unless
+            ``overwrite``; the metric's own files are refreshed at every evaluation (validation during
+            training writes them at each interval).
         skip_unannotated: score only the frames with a ground-truth annotation (metainfo
             ``annotated``); by default a scored frame without annotation is an error.
+        overwrite: replace CSV files in ``output_dir`` that this metric did not write (a previous run's,
+            e.g. ``--cfg-options test_evaluator.overwrite=True``).
     """
+    RESULT_FILES = ('global_results.csv', 'per-sequence_results.csv')
     default_prefix = 'davis'
 
     def __init__(self, bound_th: float = 0.008, scale: float = 100.0,
                  output_dir: Optional[str] = None, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None, skip_unannotated: bool = False) -> None:
+                 prefix: Optional[str] = None, skip_unannotated: bool = False,
+                 overwrite: bool = False) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.bound_th, self.scale, self.output_dir = bound_th, scale, output_dir
         self.skip_unannotated = skip_unannotated
+        self._outputs = RunOutputs('DAVISMetric', overwrite)
+        if output_dir:   # refused now, before hours of inference, not when the results are written
+            for name in self.RESULT_FILES:
+                self._outputs.check(osp.join(output_dir, name))
         self.per_object: Dict[str, Dict[str, float]] = {}
 
     def process(self, data_batch, data_samples: Sequence) -> None:
@@ -273,11 +291,14 @@ class DAVISMetric(BaseMetric):
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             keys = ['J&F-Mean', 'J-Mean', 'J-Recall', 'J-Decay', 'F-Mean', 'F-Recall', 'F-Decay']
-            with open(osp.join(self.output_dir, 'global_results.csv'), 'w', newline='') as fh:
+            paths = [osp.join(self.output_dir, name) for name in self.RESULT_FILES]
+            for path in paths:   # both refused before either is written
+                self._outputs.check(path)
+            with self._outputs.open(paths[0], 'w', newline='') as fh:
                 w = csv.writer(fh)
                 w.writerow(keys)
                 w.writerow([f'{out[k]:.3f}' for k in keys])
-            with open(osp.join(self.output_dir, 'per-sequence_results.csv'), 'w', newline='') as fh:
+            with self._outputs.open(paths[1], 'w', newline='') as fh:
                 w = csv.writer(fh)
                 w.writerow(['Sequence', 'J-Mean', 'F-Mean'])
                 for n, v in self.per_object.items():

@@ -29,6 +29,7 @@ from mmengine.registry import METRICS
 # (import cycle when mmkd_plugins.engine is imported first)
 from mmkd_plugins.engine.hooks import backfill as _backfill
 from mmkd_plugins.models.losses.compatible import match_dim
+from mmkd_plugins.utils.safe_output import RunOutputs
 
 
 def cosine_scores(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
@@ -206,10 +207,13 @@ def plot_hot_refresh(result: Dict, path: str, title: str = 'hot-refresh model up
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    import os
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from mmkd_plugins.utils.safe_output import atomic_write
+    ext = osp.splitext(path)[1].lstrip('.').lower() or 'png'
+    try:
+        with atomic_write(path, 'wb') as fh:   # an interrupted write leaves the old plot or none
+            fig.savefig(fh, format=ext, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -232,7 +236,10 @@ class HotRefreshMetric(BaseMetric):
         num_queries: use only a seeded random subset of this many items as queries (the gallery stays
             complete); for large evaluation sets. None: every item is a query.
         plot_file: PNG path of the plot (needs matplotlib; skipped with a warning without it); relative
-            paths are put next to the runner's log file; None: no plot.
+            paths are put next to the runner's log file (a fresh folder per run); None: no plot. An
+            existing file that this metric did not write (e.g. an absolute path used by an earlier run)
+            is refused unless ``overwrite``; the metric's own plot is refreshed at every evaluation.
+        overwrite: replace an existing plot file this metric did not write.
         collect_device, prefix: see ``BaseMetric``.
     """
     default_prefix = 'hot_refresh'
@@ -244,9 +251,13 @@ class HotRefreshMetric(BaseMetric):
                  topk: Optional[int] = None,
                  num_queries: Optional[int] = None,
                  plot_file: Optional[str] = 'hot_refresh.png',
+                 overwrite: bool = False,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        self._outputs = RunOutputs('HotRefreshMetric', overwrite)
+        if plot_file and osp.isabs(plot_file):   # relative ones go to the run's own log folder
+            self._outputs.check(plot_file)
         if order not in _backfill.BACKFILL_ORDERS:
             raise ValueError(f'HotRefreshMetric: order must be one of {_backfill.BACKFILL_ORDERS}, '
                              f'got {order!r}')
@@ -312,7 +323,9 @@ class HotRefreshMetric(BaseMetric):
             if not osp.isabs(path) and log_file:
                 path = osp.join(osp.dirname(log_file), path)
             try:
+                self._outputs.check(path)
                 self.last_plot = plot_hot_refresh(res, path)
+                self._outputs.add(path)
                 logger.info(f'hot-refresh plot written to {self.last_plot}')
             except ImportError as err:   # the numbers do not need matplotlib
                 logger.warning(f'hot-refresh plot skipped: {err}')

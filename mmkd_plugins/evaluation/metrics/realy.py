@@ -20,6 +20,8 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import METRICS
 
+from mmkd_plugins.utils.safe_output import RunOutputs
+
 from ..realy.keypoints import REGIONS
 
 _FIELDS = ('pred_vertices', 'pred_faces', 'gt_keypoints', 'region_scans', 'metric_scale', 'img_id', 'subject')
@@ -58,7 +60,11 @@ class REALYMetric(BaseMetric):
             False: the vertices as they are in the files (a deviation).
         strict_mesh_checks: refuse a degenerate or non-manifold template (default: a warning).
         error_map_dir: if set, write each scan region coloured by per-vertex error to
-            ``<error_map_dir>/<img_id>/<region>.ply``.
+            ``<error_map_dir>/<img_id>/<region>.ply`` (atomically). A folder that already holds
+            ``.ply`` files not written by this metric is refused at construction (before any
+            evaluation), and such a file met later at writing time too, unless ``overwrite``; the
+            metric's own maps are refreshed at every evaluation.
+        overwrite: replace error maps this metric did not write (a previous run's).
         error_map_max: error (mm) shown in full red on the error maps.
         collect_device, prefix, collect_dir: see ``mmengine.evaluator.BaseMetric``.
     """
@@ -76,6 +82,7 @@ class REALYMetric(BaseMetric):
                  strict_mesh_checks: bool = False,
                  error_map_dir: Optional[str] = None,
                  error_map_max: float = 5.0,
+                 overwrite: bool = False,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
@@ -93,6 +100,8 @@ class REALYMetric(BaseMetric):
         self.nicp_cfg = dict(nicp_cfg or {})
         self.error_map_dir = error_map_dir
         self.error_map_max = float(error_map_max)
+        self._outputs = RunOutputs('REALYMetric', overwrite)
+        self._outputs.check_folder(error_map_dir, '.ply')
 
     def evaluate_sample(self, sample: Any, fallback: Any = None) -> Dict:
         """Evaluate one sample; returns ``dict(img_id, subject, errors={region: mm}, timings)``."""
@@ -121,10 +130,14 @@ class REALYMetric(BaseMetric):
                                   merge_scan_vertices=self.merge_scan_vertices)
         if self.error_map_dir is not None:
             out_dir = osp.join(self.error_map_dir, img_id)
+            paths = {region: osp.join(out_dir, f'{region}.ply') for region in res['details']}
+            for path in paths.values():   # all of the image's maps refused before one is written
+                self._outputs.check(path)
             os.makedirs(out_dir, exist_ok=True)
             for region, det in res['details'].items():
-                save_error_map(osp.join(out_dir, f'{region}.ply'), det['scan_vertices'], det['scan_faces'],
+                save_error_map(paths[region], det['scan_vertices'], det['scan_faces'],
                                det['vertex_errors'], vmax=self.error_map_max)
+                self._outputs.add(paths[region])
         return dict(img_id=img_id, subject=str(get['subject']), errors=res['errors'],
                     timings=res['timings'])
 

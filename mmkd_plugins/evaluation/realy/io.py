@@ -200,10 +200,18 @@ def load_metric_scales(path: str) -> Dict[str, float]:
 def save_error_map(path: str, vertices: np.ndarray, faces: np.ndarray, errors: np.ndarray,
                    vmax: float = 5.0) -> None:
     """Write a scan region coloured by per-vertex error (PLY keeps the colours; 'jet', blue = 0 mm,
-    red >= ``vmax`` mm); the per-vertex error in mm is stored as the vertex quality too."""
+    red >= ``vmax`` mm); the per-vertex error in mm is stored as the vertex quality too.
+
+    The file is written atomically (encoded in memory, then a temporary file renamed onto ``path``):
+    an interrupted write leaves the previous file or none. Whether an existing file may be replaced
+    is the caller's decision (:class:`~mmkd_plugins.evaluation.metrics.REALYMetric` ``overwrite``,
+    ``tools/realy_evaluate.py --force``)."""
     trimesh = require('trimesh', 'writing REALY error maps')
+    from ...utils.safe_output import atomic_write
     from .region_error import error_colors
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=error_colors(errors, vmax),
                            process=False)
     mesh.vertex_attributes['quality'] = np.asarray(errors, dtype=np.float64)
-    mesh.export(path)
+    data = mesh.export(file_type='ply')
+    with atomic_write(path, 'wb') as fh:
+        fh.write(data if isinstance(data, bytes) else data.encode())

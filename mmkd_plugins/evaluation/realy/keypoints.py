@@ -83,9 +83,10 @@ def load_barycentric(path: str, num_faces: int = None) -> np.ndarray:
 
 
 def save_barycentric(path: str, bary: np.ndarray) -> None:
-    """Write ``[[tri_idx, w1, w2], ...]`` as JSON, the format REALY ships for its templates."""
+    """Write ``[[tri_idx, w1, w2], ...]`` as JSON, the format REALY ships for its templates (atomic)."""
+    from ...utils.safe_output import atomic_write
     rows = [[int(r[0]), float(r[1]), float(r[2])] for r in np.asarray(bary)]
-    with open(path, 'w') as f:
+    with atomic_write(path, 'w') as f:
         json.dump(rows, f)
 
 

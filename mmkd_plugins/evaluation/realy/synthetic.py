@@ -10,12 +10,12 @@ with Gaussian features g_k (nose ridge and tip, alar wings, eye sockets, brow ri
 bones, chin). Units mimic REALY's scans (W = 8, H = 10, so about 9 mm per unit). An "identity" scales
 the feature amplitudes. Keypoints (68 iBUG + 17 extra) sit at fixed (u, v) positions.
 """
-import os
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ...utils.safe_output import atomic_write
 from .keypoints import NUM_KEYPOINTS, REGIONS, barycentric_from_points, save_barycentric
 
 WIDTH, HEIGHT, DEPTH = 8.0, 10.0, 6.0
@@ -169,9 +169,8 @@ def template_vertices(n_u: int, n_v: int, identity: Optional[np.ndarray] = None)
 
 
 def write_obj(path: str, vertices: np.ndarray, faces: Optional[np.ndarray] = None) -> None:
-    """Minimal Wavefront OBJ writer (``v`` and 1-based ``f`` records)."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
+    """Minimal Wavefront OBJ writer (``v`` and 1-based ``f`` records), atomic."""
+    with atomic_write(path, 'w') as f:   # creates the folder
         np.savetxt(f, np.asarray(vertices), fmt='v %.8f %.8f %.8f')
         if faces is not None and len(faces):
             np.savetxt(f, np.asarray(faces) + 1, fmt='f %d %d %d')
@@ -221,7 +220,7 @@ def write_benchmark(root: str,
         for region in REGIONS:
             r_v, r_f = crop_region(s_v, s_f, s_uv, region)
             write_obj(osp.join(root, 'REALY_scan_region', str(sid), f'{region}.obj'), r_v, r_f)
-    with open(osp.join(root, 'metrical_scale.txt'), 'w') as f:
+    with atomic_write(osp.join(root, 'metrical_scale.txt'), 'w') as f:
         f.writelines(f'{scales[sid]:.6f}\n' for sid in range(1, num_subjects + 1))
     return dict(identities=identities, scales=scales, template_res=template_res,
                 template_obj=osp.join(root, 'template', 'template.obj'),
