@@ -48,13 +48,42 @@ def lint_top_level(cfg) -> List[Row]:
         if key in cfg:
             rows.append(row(CHECK, key, FAIL, f'mmcv-1.x key "{key}" is ignored by mmengine\'s '
                             f'Runner: its setting is silently lost; use {new}'))
+    rows += _lint_expected(cfg)
+    return rows
+
+
+def _bad_expectation(expected: Any) -> bool:
+    return not isinstance(expected, dict) or not {'metric', 'value'} <= set(expected) or bool(
+        set(expected) - {'metric', 'value', 'tol'})
+
+
+def _lint_expected(cfg) -> List[Row]:
+    """``teacher_expected``: dict(metric, value, tol) for a single teacher; with several teachers
+    (``model.teachers``) a dict of those keyed by teacher name (only known names)."""
     expected = cfg.get('teacher_expected')
-    if expected is not None:
-        if not isinstance(expected, dict) or not {'metric', 'value'} <= set(expected) or \
-                set(expected) - {'metric', 'value', 'tol'}:
-            rows.append(row(CHECK, 'teacher_expected', FAIL,
-                            'teacher_expected must be dict(metric=..., value=..., tol=...) '
-                            f'(tol optional), got {expected!r}'))
+    if expected is None:
+        return []
+    model = cfg.get('model')
+    names = list((model.get('teachers') or {}) if isinstance(model, dict) else {})
+    if not names:
+        if _bad_expectation(expected):
+            return [row(CHECK, 'teacher_expected', FAIL,
+                        'teacher_expected must be dict(metric=..., value=..., tol=...) '
+                        f'(tol optional), got {expected!r}')]
+        return []
+    if not isinstance(expected, dict):
+        return [row(CHECK, 'teacher_expected', FAIL, 'with several teachers, teacher_expected '
+                    f'must be dict(<teacher name>=dict(metric=..., value=..., tol=...)), got '
+                    f'{expected!r}')]
+    rows = []
+    for name, entry in expected.items():
+        if name not in names:
+            rows.append(row(CHECK, 'teacher_expected', FAIL, f'teacher_expected names teacher '
+                            f'"{name}", which model.teachers does not have{_close(name, names)}'))
+        elif _bad_expectation(entry):
+            rows.append(row(CHECK, 'teacher_expected', FAIL, f'teacher_expected["{name}"] must '
+                            f'be dict(metric=..., value=..., tol=...) (tol optional), got '
+                            f'{entry!r}'))
     return rows
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .grad_share import ShareMeter, loss_terms, measure_batch, student_params
-from .report import FAIL, OK, WARN, Row, row
+from .report import FAIL, OK, SKIP, WARN, Row, row
 
 CHECK = 'loss terms'
 CHECK_AMP = 'autocast'
@@ -69,8 +69,21 @@ def redrawn_grad_norms(model: nn.Module, batch: dict, keys: List[str]) -> Dict[s
     return best
 
 
-def share_rows(summary, redrawn: Dict[str, float] = None) -> List[Row]:
-    redrawn = redrawn or {}
+def inactive_terms(model: nn.Module) -> Dict[str, str]:
+    """``{'distill.<name>': loss type}`` of the distillation losses that are off at this point of
+    their schedule: a loss module whose ``active`` property is False (``UniBCTLoss`` before
+    ``UniBCTPrototypeHook`` first sets its prototypes) returns a zero term by design."""
+    losses = getattr(model, 'distill_losses', None)
+    if not isinstance(losses, nn.ModuleDict):
+        return {}
+    return {f'distill.{name}': type(loss).__name__ for name, loss in losses.items()
+            if getattr(loss, 'active', True) is False}
+
+
+def share_rows(summary, redrawn: Dict[str, float] = None,
+               inactive: Dict[str, str] = None) -> List[Row]:
+    redrawn, inactive = redrawn or {}, inactive or {}
+    has_task = any(not s['distill'] for s in summary.values())
     rows = []
     for key, s in summary.items():
         detail = (f'value {s["value"]:.4g}, gradient norm {s["grad_norm"]:.3g}, '
@@ -79,6 +92,11 @@ def share_rows(summary, redrawn: Dict[str, float] = None) -> List[Row]:
                     distill=s['distill'])
         if not s['finite']:
             rows.append(row(CHECK, key, FAIL, f'NaN/Inf: {detail}', **data))
+        elif s['distill'] and s['grad_norm'] == 0 and key in inactive:
+            rows.append(row(CHECK, key, SKIP, f'{detail}: {inactive[key]} is off at this point of '
+                            'its schedule (its "active" is False, e.g. UniBCT before its first '
+                            'prototype refresh): its gradient cannot be checked before it is on',
+                            inactive=True, **data))
         elif s['distill'] and s['grad_norm'] == 0 and redrawn.get(key, 0) > 0:
             rows.append(row(CHECK, key, WARN, f'{detail} on the measured steps, but gradient norm '
                             f'{redrawn[key]:.3g} on a re-draw of the same batch: a random part of '
@@ -90,6 +108,9 @@ def share_rows(summary, redrawn: Dict[str, float] = None) -> List[Row]:
         elif s['distill'] and s['share'] < LOW:
             rows.append(row(CHECK, key, WARN, f'{detail}: under {100 * LOW:.0f} %, it barely '
                             'trains the student (raise its weight; mmkd-doctor --calibrate)', **data))
+        elif s['distill'] and s['share'] > HIGH and not has_task:
+            rows.append(row(CHECK, key, OK, f'{detail} (the model has no task loss: the '
+                            'distillation terms are its whole objective)', **data))
         elif s['distill'] and s['share'] > HIGH:
             rows.append(row(CHECK, key, WARN, f'{detail}: over {100 * HIGH:.0f} %, it drowns the '
                             'task loss (lower its weight; mmkd-doctor --calibrate)', **data))
@@ -105,12 +126,13 @@ def check_steps(model: nn.Module, optim_wrapper, batches: List[dict]) -> List[Ro
         try:
             meter = train_steps(model, optim_wrapper, batches)
             summary = meter.summary()
+            inactive = inactive_terms(model)
             dead = [k for k, s in summary.items()
-                    if s['distill'] and s['finite'] and s['grad_norm'] == 0]
+                    if s['distill'] and s['finite'] and s['grad_norm'] == 0 and k not in inactive]
             redrawn = redrawn_grad_norms(model, batches[0], dead) if dead else {}
         except Exception as err:  # noqa: BLE001 - reported
             return [row(CHECK, 'training step', FAIL, f'{type(err).__name__}: {err}')]
-    return share_rows(summary, redrawn)
+    return share_rows(summary, redrawn, inactive)
 
 
 def check_autocast(model: nn.Module, batch: dict) -> List[Row]:

@@ -49,11 +49,22 @@ def check_teacher_weights(name: str, teacher: nn.Module, spec: Dict[str, Any],
     return [row(CHECK_W, name, OK, detail, loaded=n_ok, total=len(own), source=ckpt)]
 
 
-def _expected(cfg) -> Optional[Dict[str, Any]]:
+def _plain(value):
+    return value.to_dict() if hasattr(value, 'to_dict') else dict(value)
+
+
+def _expected(cfg, name: str, several: bool) -> Optional[Dict[str, Any]]:
+    """``teacher_expected`` of teacher ``name``: the dict itself for a single teacher; with
+    several teachers, its entry ``name`` (``teacher_expected=dict(<name>=dict(metric, value,
+    tol), ...)``; a teacher without entry has no expectation)."""
     expected = cfg.get('teacher_expected')
     if expected is None:
         return None
-    return expected.to_dict() if hasattr(expected, 'to_dict') else dict(expected)
+    expected = _plain(expected)
+    if several:
+        entry = expected.get(name)
+        return None if entry is None else _plain(entry)
+    return expected
 
 
 def default_tol(value: float) -> float:
@@ -88,7 +99,7 @@ def check_teacher_metric(name: str, metrics: Dict[str, Any], seen: int,
 
 def run_teacher_checks(runner, model: nn.Module, cfg, batches: int) -> List[Row]:
     """Weights and metric rows of every teacher of a distiller (SKIP rows without teacher)."""
-    from mmkd_plugins.engine.loops.teacher_eval import (evaluate_teacher,
+    from mmkd_plugins.engine.loops.teacher_eval import (NoTeacherMetric, evaluate_teacher,
                                                         teacher_input_preprocessor, teachers_of)
     model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
     specs = teacher_specs(model_cfg)
@@ -121,11 +132,13 @@ def run_teacher_checks(runner, model: nn.Module, cfg, batches: int) -> List[Row]
                 pre = (teacher.data_preprocessor if dp == 'teacher' else
                        teacher_input_preprocessor(model, dp))
             metrics, seen = evaluate_teacher(teacher, pre, loader, evaluator, batches)
+        except NoTeacherMetric as err:
+            rows.append(row(CHECK_M, name, SKIP, f'{err}: nothing to score the teacher with'))
+            continue
         except Exception as err:  # noqa: BLE001
             rows.append(row(CHECK_M, name, FAIL, f'evaluating the teacher failed: '
                             f'{type(err).__name__}: {err}'))
             continue
-        expected = _expected(cfg) if name == 'teacher' else (
-            model_cfg['teachers'][name].get('expected') if model_cfg.get('teachers') else None)
+        expected = _expected(cfg, name, several=bool(model_cfg.get('teachers')))
         rows += check_teacher_metric(name, metrics, seen, expected)
     return rows

@@ -43,28 +43,52 @@ def _batches(dataloader: Iterable, max_batches: Optional[int]):
         yield batch
 
 
+class NoTeacherMetric(ValueError):
+    """The run's evaluator has no metric that scores one model's predictions."""
+
+
+def one_model_metrics(evaluator) -> list:
+    """The evaluator's metrics that score a single model's predictions: a metric with
+    ``scores_one_model = False`` (``HotRefreshMetric``: a compatible pair's joint new / old
+    embeddings) is left out when a teacher is scored alone."""
+    return [m for m in getattr(evaluator, 'metrics', None) or []
+            if getattr(m, 'scores_one_model', True)]
+
+
 @torch.no_grad()
 def evaluate_teacher(teacher: nn.Module, preprocessor: nn.Module, dataloader: Iterable,
                      evaluator, max_batches: Optional[int] = None) -> Tuple[Dict[str, Any], int]:
     """Run ``teacher`` in predict mode over ``dataloader`` and score it with ``evaluator``.
 
     The evaluator's accumulated results are consumed (``evaluate`` resets them), so call this
-    between, not during, other uses of the same evaluator. Returns ``(metrics, samples seen)``.
+    between, not during, other uses of the same evaluator. Metrics that score a pair's joint
+    predictions (:func:`one_model_metrics`) are left out; :class:`NoTeacherMetric` when none is
+    left. Returns ``(metrics, samples seen)``.
     """
+    every = getattr(evaluator, 'metrics', None)
+    kept = one_model_metrics(evaluator)
+    if every and not kept:
+        raise NoTeacherMetric(
+            'no metric of the evaluator scores one model alone (' + ', '.join(
+                type(m).__name__ for m in every) + ' score the distiller\'s joint predictions)')
     was_training = teacher.training
     teacher.eval()
     seen = 0
+    if every:
+        evaluator.metrics = kept
     try:
         for batch in _batches(dataloader, max_batches):
             data = preprocessor(batch, False)
             outputs = teacher(**data, mode='predict')
             evaluator.process(data_samples=outputs, data_batch=batch)
             seen += len(outputs)
+        if seen == 0:
+            raise ValueError('evaluate_teacher: the dataloader gave no batch')
+        return evaluator.evaluate(seen), seen
     finally:
         teacher.train(was_training)
-    if seen == 0:
-        raise ValueError('evaluate_teacher: the dataloader gave no batch')
-    return evaluator.evaluate(seen), seen
+        if every:
+            evaluator.metrics = every
 
 
 def prefixed(metrics: Dict[str, Any], prefix: str = 'teacher/') -> Dict[str, Any]:

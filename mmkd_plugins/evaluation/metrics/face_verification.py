@@ -77,6 +77,9 @@ class FaceVerificationMetric(BaseMetric):
             'old-old'.
         max_pairs, seed, pairs: pair selection.
     """
+    #: it scores the (new, old) embeddings of a compatible pair's predictions, never one model's:
+    #: a teacher alone is scored without it (``teacher_eval.evaluate_teacher``)
+    scores_one_model = False
     default_prefix = 'face_verif'
 
     def __init__(self,

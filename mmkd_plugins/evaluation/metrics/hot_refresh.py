@@ -243,6 +243,9 @@ class HotRefreshMetric(BaseMetric):
         collect_device, prefix: see ``BaseMetric``.
     """
     default_prefix = 'hot_refresh'
+    #: it scores a compatible pair's joint (new, old) predictions, never one model's: a teacher
+    #: alone is scored without it (``mmkd_plugins.engine.loops.teacher_eval.evaluate_teacher``)
+    scores_one_model = False
 
     def __init__(self,
                  fractions: Union[int, Sequence[float]] = 11,
