@@ -143,7 +143,7 @@ def run_doctor(config: str, cfg_options: Optional[Dict[str, Any]] = None, batche
     except Exception as err:  # noqa: BLE001
         report.add('loss terms', 'optim_wrapper', FAIL, f'{type(err).__name__}: {err}')
         return report
-    guarded('loss terms', check_steps, model, optim_wrapper, data)
+    guarded('loss terms', check_steps, model, optim_wrapper, data, runner.hooks)
     guarded('autocast', check_autocast, model, data[0])
     return report
 

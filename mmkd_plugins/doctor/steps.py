@@ -80,9 +80,20 @@ def inactive_terms(model: nn.Module) -> Dict[str, str]:
             if getattr(loss, 'active', True) is False}
 
 
+def unhooked_terms(model: nn.Module, hooks=()) -> Dict[str, str]:
+    """``{'distill.<name>': hook type}`` of the losses switched on by a hook (their
+    ``activated_by``) when no hook of that type is registered: such a term stays 0 for ever."""
+    losses = getattr(model, 'distill_losses', None)
+    if not isinstance(losses, nn.ModuleDict):
+        return {}
+    registered = {type(h).__name__ for h in hooks}
+    return {f'distill.{name}': loss.activated_by for name, loss in losses.items()
+            if getattr(loss, 'activated_by', None) and loss.activated_by not in registered}
+
+
 def share_rows(summary, redrawn: Dict[str, float] = None,
-               inactive: Dict[str, str] = None) -> List[Row]:
-    redrawn, inactive = redrawn or {}, inactive or {}
+               inactive: Dict[str, str] = None, unhooked: Dict[str, str] = None) -> List[Row]:
+    redrawn, inactive, unhooked = redrawn or {}, inactive or {}, unhooked or {}
     has_task = any(not s['distill'] for s in summary.values())
     rows = []
     for key, s in summary.items():
@@ -92,6 +103,11 @@ def share_rows(summary, redrawn: Dict[str, float] = None,
                     distill=s['distill'])
         if not s['finite']:
             rows.append(row(CHECK, key, FAIL, f'NaN/Inf: {detail}', **data))
+        elif s['distill'] and s['grad_norm'] == 0 and key in inactive and key in unhooked:
+            rows.append(row(CHECK, key, FAIL, f'{detail}: {inactive[key]} is off until '
+                            f'{unhooked[key]} switches it on, and the config has no '
+                            f'{unhooked[key]} in custom_hooks: it would never train the student',
+                            inactive=True, **data))
         elif s['distill'] and s['grad_norm'] == 0 and key in inactive:
             rows.append(row(CHECK, key, SKIP, f'{detail}: {inactive[key]} is off at this point of '
                             'its schedule (its "active" is False, e.g. UniBCT before its first '
@@ -121,7 +137,7 @@ def share_rows(summary, redrawn: Dict[str, float] = None,
     return rows
 
 
-def check_steps(model: nn.Module, optim_wrapper, batches: List[dict]) -> List[Row]:
+def check_steps(model: nn.Module, optim_wrapper, batches: List[dict], hooks=()) -> List[Row]:
     with restored(model, optim_wrapper):
         try:
             meter = train_steps(model, optim_wrapper, batches)
@@ -132,7 +148,7 @@ def check_steps(model: nn.Module, optim_wrapper, batches: List[dict]) -> List[Ro
             redrawn = redrawn_grad_norms(model, batches[0], dead) if dead else {}
         except Exception as err:  # noqa: BLE001 - reported
             return [row(CHECK, 'training step', FAIL, f'{type(err).__name__}: {err}')]
-    return share_rows(summary, redrawn, inactive)
+    return share_rows(summary, redrawn, inactive, unhooked_terms(model, hooks))
 
 
 def check_autocast(model: nn.Module, batch: dict) -> List[Row]:

@@ -8,7 +8,8 @@ import torch.nn as nn
 from mmengine.evaluator import BaseMetric, Evaluator
 
 from mmkd_plugins.doctor.report import FAIL, OK, SKIP, WARN
-from mmkd_plugins.doctor.steps import inactive_terms, share_rows
+from mmkd_plugins.doctor.steps import inactive_terms, share_rows, unhooked_terms
+from mmkd_plugins.engine.hooks import UniBCTPrototypeHook
 from mmkd_plugins.engine.loops.teacher_eval import NoTeacherMetric, evaluate_teacher
 from mmkd_plugins.evaluation.metrics.hot_refresh import HotRefreshMetric
 from mmkd_plugins.models.losses.compatible import UniBCTLoss
@@ -35,6 +36,19 @@ def test_a_term_off_by_its_schedule_is_skipped_not_failed():
     assert inactive_terms(model) == {}
     (_, term) = share_rows(summary, inactive=inactive_terms(model))
     assert term.status == FAIL and 'NO gradient' in term.detail
+
+
+def test_a_term_whose_switching_hook_is_missing_fails():
+    """UniBCT without UniBCTPrototypeHook in custom_hooks would stay 0 for the whole training."""
+    model = nn.Module()
+    model.distill_losses = nn.ModuleDict(dict(loss_unibct=UniBCTLoss(num_classes=3)))
+    summary = _summary(loss=(1.0, 1.0), distill__loss_unibct=(0.0, 0.0))
+    assert unhooked_terms(model, hooks=[UniBCTPrototypeHook()]) == {}
+    missing = unhooked_terms(model, hooks=[])
+    assert missing == {'distill.loss_unibct': 'UniBCTPrototypeHook'}
+    (_, term) = share_rows(summary, inactive=inactive_terms(model), unhooked=missing)
+    assert term.status == FAIL
+    assert 'no UniBCTPrototypeHook in custom_hooks' in term.detail
 
 
 def test_no_task_loss_is_not_drowned():

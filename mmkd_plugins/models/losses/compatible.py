@@ -479,6 +479,9 @@ class UniBCTLoss(nn.Module):
         self.register_buffer('prototypes', torch.zeros(num_classes, 0))
         self.register_buffer('valid', torch.zeros(num_classes, dtype=torch.bool))
 
+    #: the hook that switches the term on (mmkd-doctor fails a config with the loss but not the hook)
+    activated_by = 'UniBCTPrototypeHook'
+
     @property
     def active(self) -> bool:
         """Whether prototypes have been set (the term is 0 before)."""
