@@ -89,9 +89,12 @@ def _traced_rank(rank: int, worker, trace: str, hang_s: float, *args) -> None:
     mark('joined')
     worker(rank, *args)
     mark('worked')
-    tdist.destroy_process_group()
-    faulthandler.cancel_dump_traceback_later()
+    tdist.barrier()
     mark('finished')
+    faulthandler.cancel_dump_traceback_later()
+    # no destroy_process_group: on torch 2.1 it can hang for ever in the rank that tears the gloo
+    # group down after its peer has exited (seen: both ranks' work done, rank 1 stuck in destroy)
+    os._exit(0)
 
 
 def run_two_ranks(worker, args: tuple, tmp_path, timeout: float = 120) -> None:

@@ -326,7 +326,8 @@ class HotRefreshMetric(BaseMetric):
             if not osp.isabs(path) and log_file:
                 path = osp.join(osp.dirname(log_file), path)
             try:
-                self._outputs.check(path)
+                if osp.isabs(self.plot_file):   # a relative one is in this run's own log folder,
+                    self._outputs.check(path)   # shared by its val and test metrics
                 self.last_plot = plot_hot_refresh(res, path)
                 self._outputs.add(path)
                 logger.info(f'hot-refresh plot written to {self.last_plot}')
