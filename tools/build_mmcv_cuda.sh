@@ -104,10 +104,13 @@ for lib in libcudart.so libc10_cuda.so; do  # linked directly, and found where t
   echo "  $(echo "$resolved" | grep -m1 "$name =>" | sed 's/^\s*//; s/ (0x.*//')"
 done
 cuobjdump=$(command -v cuobjdump || echo "${CUDA_HOME:-}/bin/cuobjdump")
-echo "cuobjdump --list-elf: $("$cuobjdump" --list-elf "$ext" 2>&1 | grep -o 'sm_[0-9]*a\?' | sort | uniq -c | awk '{printf "%s x %s, ", $1, $2}')"
+# the listing is read once into a variable: `cuobjdump | grep -q` under pipefail fails when grep
+# stops early and cuobjdump gets SIGPIPE (that reported present architectures as MISSING)
+elfs=$("$cuobjdump" --list-elf "$ext" 2>&1 || true)
+echo "cuobjdump --list-elf: $(echo "$elfs" | grep -o 'sm_[0-9]*a\?' | sort | uniq -c | awk '{printf "%s x %s, ", $1, $2}')"
 for arch in ${TORCH_CUDA_ARCH_LIST//;/ }; do
   sm="sm_${arch//./}"; sm=${sm%+PTX}
-  if "$cuobjdump" --list-elf "$ext" 2>/dev/null | grep -q "\.${sm}\."; then echo "  $sm: present"; else echo "  $sm: MISSING"; missing=1; fi
+  if grep -q "\.${sm}\." <<<"$elfs"; then echo "  $sm: present"; else echo "  $sm: MISSING"; missing=1; fi
 done
 [ "$missing" = 0 ] || { log "$ext lacks CUDA libraries or architectures (above)"; exit 1; }
 log "OK: mmcv $mmcv_v with CUDA ops for torch $torch_v, $TORCH_CUDA_ARCH_LIST"
