@@ -406,11 +406,8 @@ def hamming_knn_blocks(query_codes: Tensor,
     searcher = _Searcher(query_codes, db_codes, k, radius, chunk_size, max(int(max_chunk_bytes), 1))
     starts = list(range(0, query_codes.shape[0], searcher.qb))
     threads = torch.get_num_threads() if num_threads is None else int(num_threads)
-    if db_codes.device.type != 'cpu' or threads <= 1:
-        for start in starts:
-            yield searcher.block(start)
-        return
-    if len(starts) < threads:
+    cpu_threads = db_codes.device.type == 'cpu' and threads > 1
+    if cpu_threads and len(starts) < threads:
         # fewer query blocks than threads (few queries, large database): split the database into
         # ``threads`` contiguous spans (whole tiles) searched in parallel for every block
         tiles = math.ceil(searcher.num_db / searcher.nb)
@@ -422,6 +419,7 @@ def hamming_knn_blocks(query_codes: Tensor,
                 for start in starts:
                     yield searcher.block(start)
             return
+    if not cpu_threads or len(starts) <= 1:
         for start in starts:
             yield searcher.block(start)
         return
