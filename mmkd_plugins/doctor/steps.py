@@ -69,25 +69,25 @@ def redrawn_grad_norms(model: nn.Module, batch: dict, keys: List[str]) -> Dict[s
     return best
 
 
+def _distill_losses(model: nn.Module) -> Dict[str, nn.Module]:
+    """The model's ``distill_losses`` (empty when it has none)."""
+    losses = getattr(model, 'distill_losses', None)
+    return dict(losses.items()) if isinstance(losses, nn.ModuleDict) else {}
+
+
 def inactive_terms(model: nn.Module) -> Dict[str, str]:
     """``{'distill.<name>': loss type}`` of the distillation losses that are off at this point of
     their schedule: a loss module whose ``active`` property is False (``UniBCTLoss`` before
     ``UniBCTPrototypeHook`` first sets its prototypes) returns a zero term by design."""
-    losses = getattr(model, 'distill_losses', None)
-    if not isinstance(losses, nn.ModuleDict):
-        return {}
-    return {f'distill.{name}': type(loss).__name__ for name, loss in losses.items()
+    return {f'distill.{name}': type(loss).__name__ for name, loss in _distill_losses(model).items()
             if getattr(loss, 'active', True) is False}
 
 
 def unhooked_terms(model: nn.Module, hooks=()) -> Dict[str, str]:
     """``{'distill.<name>': hook type}`` of the losses switched on by a hook (their
     ``activated_by``) when no hook of that type is registered: such a term stays 0 for ever."""
-    losses = getattr(model, 'distill_losses', None)
-    if not isinstance(losses, nn.ModuleDict):
-        return {}
     registered = {type(h).__name__ for h in hooks}
-    return {f'distill.{name}': loss.activated_by for name, loss in losses.items()
+    return {f'distill.{name}': loss.activated_by for name, loss in _distill_losses(model).items()
             if getattr(loss, 'activated_by', None) and loss.activated_by not in registered}
 
 
