@@ -7,7 +7,7 @@ import os
 import os.path as osp
 import shutil
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
 
@@ -42,6 +42,15 @@ def add_mim_extension():
             shutil.copytree(src, dst)
 
 
+def native_extensions():
+    """Optional C kernels (plain C, no torch headers; a few seconds to build). ``optional=True``: a
+    machine without a C compiler still installs, and the Python code falls back to its torch path."""
+    return [Extension('mmkd_plugins.evaluation.metrics._hamming_native',
+                      sources=['mmkd_plugins/evaluation/metrics/csrc/hamming_native.c'],
+                      extra_compile_args=['-O3'] if os.name != 'nt' else [],
+                      optional=True)]
+
+
 if __name__ == '__main__':
     add_mim_extension()
     setup(
@@ -69,6 +78,7 @@ if __name__ == '__main__':
                                           'mmkd-test=mmkd_plugins.cli:test',
                                           'mmkd-wire=mmkd_plugins.wiring.cli:main',
                                           'mmkd-doctor=mmkd_plugins.cli:doctor']},
+        ext_modules=native_extensions(),
         license='Apache License 2.0',
         zip_safe=False,
     )

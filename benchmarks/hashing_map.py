@@ -1,12 +1,14 @@
 """Benchmark: hashing mAP@K evaluation, ours vs. FAISS ``IndexBinaryFlat`` (exact Hamming search).
 
-Ours: ``mmkd_plugins.evaluation.metrics.hashing.hashing_retrieval_metrics`` (float32 GEMM of +-1 codes,
-counting selection of the top K; ``hamming_search.py``), AP@K per query.
+Ours: ``mmkd_plugins.evaluation.metrics.hashing.hashing_retrieval_metrics`` (default backend: the C
+kernels, XOR + popcount distances and a histogram selection of the top K; ``hamming_search.py``),
+AP@K per query; also with ``backend='gemm'`` (float32 GEMM of +-1 codes: the path of CUDA tensors and
+of machines without the C extension).
 FAISS (``pip install -r requirements/benchmarks.txt``): ``IndexBinaryFlat(bits).search(queries, K)``
 plus the same AP@K computed with numpy from its ranking (chunks of 1000 queries). Both rank by
 (distance, database index), so the per-query APs must be identical; the script checks it.
-Floors: the GEMM distance pass alone (our tiles, no selection) and FAISS ``search(k=1)`` (its XOR +
-popcount scan with a trivial heap).
+Floors: our XOR + popcount distance pass alone (the same blocks and threads, no selection, no AP)
+and FAISS ``search(k=1)`` (its XOR + popcount scan with a trivial heap).
 
 Every (rows, threads) runs in a fresh process that times ours, FAISS and the floors one after the
 other, for a few rounds (the order alternates between rounds); the fastest round of each is kept. ``--threads``
@@ -82,14 +84,16 @@ def _measure(fn):
     return seconds, cpu, (_rss_kib('VmHWM') - base) / 1024, result
 
 
-def _worker(path, threads, topk, rounds, queue):
+def _worker(path, threads, topk, rounds, with_gemm, queue):
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
         os.environ[var] = str(threads)
     import faiss
     import torch
 
-    from mmkd_plugins.evaluation.metrics.hamming_search import _query_operand, _Searcher
+    from mmkd_plugins.evaluation.metrics import hamming_search
     from mmkd_plugins.evaluation.metrics.hashing import hashing_retrieval_metrics
+    if not hamming_search.native_available():
+        raise SystemExit('the C kernels are not built: python setup.py build_ext --inplace')
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     data = np.load(path)
@@ -101,8 +105,12 @@ def _worker(path, threads, topk, rounds, queue):
     index.add(dc)
 
     def ours():
-        return hashing_retrieval_metrics(tq, td, tql, tdl, topk=topk,
-                                         hamming_radius=None)[f'AP@{topk}'].numpy()
+        return hashing_retrieval_metrics(tq, td, tql, tdl, topk=topk, hamming_radius=None,
+                                         backend='native')[f'AP@{topk}'].numpy()
+
+    def ours_gemm():
+        return hashing_retrieval_metrics(tq, td, tql, tdl, topk=topk, hamming_radius=None,
+                                         backend='gemm')[f'AP@{topk}'].numpy()
 
     def faiss_ap():
         _, ranking = index.search(qc, topk)
@@ -111,33 +119,26 @@ def _worker(path, threads, topk, rounds, queue):
     def faiss_scan():
         return index.search(qc, 1)[1]
 
-    def gemm_floor():
-        # our distance pass alone: the same operands and tiles, threads as in ours, no selection
-        s = _Searcher(tq, td, topk, None, None, 32 * 2**20)
+    def popcount_floor():
+        # our distance pass alone: hamming_knn_blocks with the selection kernel replaced by a no-op
+        native = hamming_search._hamming_native
 
-        def run(start):
-            q_aug = _query_operand(tq[start:start + s.qb], s.num_bits, s.levels)
-            out = torch.empty(q_aug.shape[0], s.nb)
-            tile = torch.empty(s.nb, s.num_bits + 1)
-            for js in range(0, s.num_db, s.nb):
-                je = min(js + s.nb, s.num_db)
-                op = s.db_aug[js:je] if s.db_aug is not None else s._db_operand(
-                    slice(js, je), tile[:je - js])
-                torch.mm(q_aug, op.t(), out=out[:, :je - js])
+        class NoSelect:
+            distances = staticmethod(native.distances)
 
-        starts = range(0, len(qc), s.qb)
-        if threads > 1:
-            from concurrent.futures import ThreadPoolExecutor
-            torch.set_num_threads(1)
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(run, starts))
-            torch.set_num_threads(threads)
-        else:
-            for start in starts:
-                run(start)
+            @staticmethod
+            def select(*args):
+                return None
 
-    methods = [('ours', ours), ('faiss', faiss_ap), ('gemm_floor', gemm_floor),
-               ('faiss_scan', faiss_scan)]
+        hamming_search._hamming_native = NoSelect
+        try:
+            for _ in hamming_search.hamming_knn_blocks(tq, td, topk, backend='native'):
+                pass
+        finally:
+            hamming_search._hamming_native = native
+
+    methods = [('ours', ours), ('faiss', faiss_ap), ('popcount_floor', popcount_floor),
+               ('faiss_scan', faiss_scan)] + ([('ours_gemm', ours_gemm)] if with_gemm else [])
     # warm-up (library initialisation, thread pools) on 50 queries
     hashing_retrieval_metrics(tq[:50], td, tql[:50], tdl, topk=topk, hamming_radius=None)
     index.search(qc[:50], topk)
@@ -147,16 +148,16 @@ def _worker(path, threads, topk, rounds, queue):
         for name, fn in (methods[::-1] if r % 2 else methods):
             seconds, cpu, mib, out = _measure(fn)
             res[name] = dict(seconds=seconds, cpu=cpu, mib=mib)
-            if name in ('ours', 'faiss'):
+            if name in ('ours', 'faiss', 'ours_gemm'):
                 res[name]['aps'] = out
         runs.append(res)
     queue.put(runs)
 
 
-def run_one(path, threads, topk, rounds):
+def run_one(path, threads, topk, rounds, with_gemm):
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(path, threads, topk, rounds, queue))
+    proc = ctx.Process(target=_worker, args=(path, threads, topk, rounds, with_gemm, queue))
     proc.start()
     out = queue.get()
     proc.join()
@@ -182,6 +183,8 @@ def main():
     parser.add_argument('--topk', type=int, default=1000)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, os.cpu_count() or 1])
     parser.add_argument('--rounds', type=int, default=2, help='repetitions (min is kept)')
+    parser.add_argument('--no-gemm', action='store_true',
+                        help="skip the backend='gemm' column (the slowest method)")
     parser.add_argument('--note', default='', help='machine state to record (e.g. "shared")')
     parser.add_argument('--out', default=osp.join(osp.dirname(__file__), 'results', 'hashing_map.md'))
     args = parser.parse_args()
@@ -200,11 +203,12 @@ def main():
                      q_lab=q_lab, db_lab=db_lab)
             del q_bits, db_bits
             for threads in args.threads:
-                runs = run_one(path, threads, args.topk, args.rounds)
+                runs = run_one(path, threads, args.topk, args.rounds, not args.no_gemm)
                 best = {m: min(r[m]['seconds'] for r in runs) for m in runs[0]}
                 best_cpu = {m: min(r[m]['cpu'] for r in runs) for m in runs[0]}
                 mib = {m: max(r[m]['mib'] for r in runs) for m in runs[0]}
-                diff = max(float(np.abs(r['ours']['aps'] - r['faiss']['aps']).max()) for r in runs)
+                diff = max(float(np.abs(r[m]['aps'] - r['faiss']['aps']).max()) for r in runs
+                           for m in ('ours', 'ours_gemm') if m in r)
                 table.append(dict(nq=nq, ndb=ndb, bits=bits, threads=threads, best=best, mib=mib,
                                   cpu=best_cpu,
                                   diff=diff, map=float(runs[0]['ours']['aps'].mean()),
@@ -233,32 +237,36 @@ def main():
         f'mAP@{args.topk}. Every (row, threads) is one fresh process timing all methods one '
         f'after the other, {args.rounds} rounds (order reversed every other round); times are '
         f'wall-clock seconds, the fastest round of each method; CPU seconds (process time, all '
-        f'threads) in brackets. "ours" = `hashing_retrieval_metrics(..., '
-        f'hamming_radius=None)`; "FAISS" = `IndexBinaryFlat.search(k={args.topk})` + the same AP '
-        f'in numpy. Ratio = ours / FAISS (<= 1: ours is as fast or faster). Floors: our GEMM '
-        f'distance pass alone (same tiles, no selection) and FAISS `search(k=1)` (its XOR + '
-        f'popcount scan). "max |AP diff|": largest per-query difference between ours and FAISS.',
+        f'threads) in brackets. "ours" = `hashing_retrieval_metrics(..., hamming_radius=None)` '
+        f'with the C kernels (the default on CPU); "ours, GEMM" = the same with `backend=\'gemm\'` '
+        f'(the path of CUDA tensors and of machines without a C compiler); "FAISS" = '
+        f'`IndexBinaryFlat.search(k={args.topk})` + the same AP in numpy. Ratio = ours / FAISS '
+        f'(<= 1: ours is as fast or faster). Floors: our XOR + popcount distance pass alone (same '
+        f'blocks and threads, no selection, no AP) and FAISS `search(k=1)` (its XOR + popcount '
+        f'scan). "max |AP diff|": largest per-query difference between ours (both backends) and '
+        f'FAISS.',
         '',
         '| queries x database, bits | threads | ours (s) | FAISS search + AP (s) | **ratio** '
-        '(CPU-time ratio) | GEMM pass alone (s) | ours / GEMM pass | FAISS k=1 scan (s) | '
-        'mAP | max abs AP diff | extra peak MiB ours / FAISS |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
+        '(CPU-time ratio) | popcount pass alone (s) | ours / popcount pass | FAISS k=1 scan (s) | '
+        'ours, GEMM (s) | mAP | max abs AP diff | extra peak MiB ours / FAISS |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for t in table:
         b, c = t['best'], t['cpu']
+        gemm = f'{b["ours_gemm"]:.2f}' if 'ours_gemm' in b else '-'
         lines.append(
             f'| {t["nq"]} x {t["ndb"]}, {t["bits"]} | {t["threads"]} | {b["ours"]:.2f} '
             f'({c["ours"]:.2f}) | {b["faiss"]:.2f} ({c["faiss"]:.2f}) | **{b["ours"] / b["faiss"]:.2f}** '
-            f'({c["ours"] / c["faiss"]:.2f}) | {b["gemm_floor"]:.2f} | '
-            f'{b["ours"] / b["gemm_floor"]:.2f} | {b["faiss_scan"]:.2f} | '
+            f'({c["ours"] / c["faiss"]:.2f}) | {b["popcount_floor"]:.2f} | '
+            f'{b["ours"] / b["popcount_floor"]:.2f} | {b["faiss_scan"]:.2f} | {gemm} | '
             f'{t["map"]:.4f} | {t["diff"]:.1e} | {t["mib"]["ours"]:.0f} / {t["mib"]["faiss"]:.0f} |')
     lines += [
         '',
-        'Memory: ours keeps the 0/1 database operand in float32 when it fits `max_chunk_bytes` '
-        '(32 MiB: e.g. 1e5 x 64 bits) and otherwise unpacks it tile by tile; the other temporaries are '
-        'bounded by `max_chunk_bytes` per thread whatever the number of queries. FAISS returns '
-        f'(queries x {args.topk}) distances and labels (12 bytes a pair), so its memory grows '
-        'with the number of queries.',
+        'Memory: ours holds, per thread, one block of uint8 distances (queries x database span) '
+        'within `max_chunk_bytes` (32 MiB) and the block\'s top-K (12 bytes a pair), whatever the '
+        'number of queries; the codes are used packed as given. FAISS returns (queries x '
+        f'{args.topk}) distances and labels (12 bytes a pair), so its memory grows with the number '
+        'of queries.',
     ]
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:

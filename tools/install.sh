@@ -11,8 +11,8 @@
 #             and most mmdet 3.3 / mmseg 1.2 users run: requirements/constraints-reference.txt
 # The default is `newest` because it is the stack the README's demo and benchmark numbers were
 # measured on, and on the project's machines its torch comes from the local disk (no 2.5 GB
-# download). Both install into the current Python ($PYTHON or python3); `tools/run.sh` puts the
-# reference stack in its own virtual environment (see there).
+# download). newest installs into $PYTHON (default python3); reference, without $PYTHON, into its own
+# virtual environment (tools/stack_python.sh), so that its torch 2.1.2 never replaces python3's.
 #
 # Idempotent and fast on a second run: every step first checks whether it is already satisfied.
 # mmcv 2.1.0 (the newest mmcv that mmdet 3.3 / mmseg 1.2.2 accept) has no wheels on PyPI, so it is
@@ -24,9 +24,11 @@
 # or (no nvcc on the node, torch built for CUDA 13) from PyPI through tools/cuda_toolkit.sh.
 set -euo pipefail
 
-PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-case "${MMKD_STACK:=newest}" in
+# shellcheck source=tools/stack_python.sh
+source "$ROOT/tools/stack_python.sh"  # reference without $PYTHON: its own venv, never python3's
+PY=$PYTHON
+case "$MMKD_STACK" in
   newest) CONSTRAINTS="$ROOT/requirements/constraints.txt" ;;
   reference) CONSTRAINTS="$ROOT/requirements/constraints-reference.txt" ;;
   *) echo "[install] MMKD_STACK must be 'newest' or 'reference', not '$MMKD_STACK'" >&2; exit 2 ;;
@@ -106,6 +108,19 @@ fi
 if ! (cd / && "$PY" -c "import mmkd_plugins, os, sys; sys.exit(0 if os.path.dirname(os.path.dirname(os.path.abspath(mmkd_plugins.__file__))) == sys.argv[1] else 1)" "$ROOT") >/dev/null 2>&1; then
   log "installing mmkd_plugins from $ROOT"
   "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
+fi
+# 4b. The optional C kernels of the hashing evaluation (hamming_search.py; plain C, a few seconds):
+# built in place when missing or older than their source; without a C compiler the evaluation takes
+# its torch path (same results, slower).
+NATIVE_SRC="$ROOT/mmkd_plugins/evaluation/metrics/csrc/hamming_native.c"
+NATIVE_SO="$ROOT/mmkd_plugins/evaluation/metrics/_hamming_native$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")"
+if [ ! -f "$NATIVE_SO" ] || [ "$NATIVE_SRC" -nt "$NATIVE_SO" ]; then
+  if command -v "${CC:-cc}" >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; then
+    log "building the native Hamming kernels (setup.py build_ext --inplace)"
+    (cd "$ROOT" && "$PY" setup.py -q build_ext --inplace >/dev/null)
+  else
+    log "no C compiler: the hashing evaluation takes its torch path (same results, slower)"
+  fi
 fi
 if [ "$WHAT" = tests ]; then
   # pip only checks (a few seconds) when everything is already there

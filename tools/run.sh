@@ -2,22 +2,14 @@
 # The two quick-start commands. Each installs whatever is missing first (tools/install.sh).
 #   bash tools/run.sh demo [demo args]   # distillation demo on scikit-learn's digits (real images)
 #   bash tools/run.sh test [pytest args] # the whole test suite
-# Stack (tools/install.sh): MMKD_STACK=newest (default) installs into $PYTHON (default python3);
+# Stack (tools/stack_python.sh): MMKD_STACK=newest (default) installs into $PYTHON (default python3);
 # MMKD_STACK=reference uses, and creates when missing, its own virtual environment
 # ($MMKD_VENV_DIR/reference, default ~/.cache/mmkd_plugins/venvs/reference) unless $PYTHON is set.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export MMKD_STACK=${MMKD_STACK:-newest}
-if [ "$MMKD_STACK" = reference ] && [ -z "${PYTHON:-}" ]; then
-  venv="${MMKD_VENV_DIR:-$HOME/.cache/mmkd_plugins/venvs}/reference"
-  if [ ! -x "$venv/bin/python" ]; then
-    echo "[run] creating the reference-stack virtual environment $venv" >&2
-    python3 -m venv "$venv"
-  fi
-  export PYTHON="$venv/bin/python"
-fi
-PY=${PYTHON:-python3}
-export PYTHON=$PY
+# shellcheck source=tools/stack_python.sh
+source "$ROOT/tools/stack_python.sh"
+PY=$PYTHON
 cd "$ROOT"
 case "${1:-}" in
   demo)

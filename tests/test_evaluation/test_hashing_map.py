@@ -221,12 +221,45 @@ def _brute_knn(q_bits, db_bits, k):
     return np.take_along_axis(dist, order, axis=1), order
 
 
-@pytest.fixture(params=['numpy', 'torch'])
+@pytest.fixture(params=['native', 'numpy', 'torch'])
 def cpu_path(request, monkeypatch):
-    """Both CPU code paths: numpy kernels (default on CPU) and the torch one CUDA tensors take."""
+    """Every CPU code path: the C kernels (default on CPU when built), and the GEMM path with numpy
+    kernels or with the torch code CUDA tensors take."""
     from mmkd_plugins.evaluation.metrics import hamming_search
+    if request.param == 'native':
+        _require_native()
+    else:
+        monkeypatch.setattr(hamming_search, '_hamming_native', None)  # 'auto' -> the GEMM path
+        monkeypatch.setattr(hamming_search, 'USE_NUMPY_ON_CPU', request.param == 'numpy')
+    return request.param
+
+
+@pytest.fixture(params=['numpy', 'torch'])
+def gemm_cpu_path(request, monkeypatch):
+    """The GEMM path's two CPU variants (the native kernels take no sample threshold)."""
+    from mmkd_plugins.evaluation.metrics import hamming_search
+    monkeypatch.setattr(hamming_search, '_hamming_native', None)
     monkeypatch.setattr(hamming_search, 'USE_NUMPY_ON_CPU', request.param == 'numpy')
     return request.param
+
+
+@pytest.fixture
+def gemm_path(monkeypatch):
+    """The GEMM path on CPU (tests of its sample threshold and database spans)."""
+    from mmkd_plugins.evaluation.metrics import hamming_search
+    monkeypatch.setattr(hamming_search, '_hamming_native', None)
+
+
+def _require_native():
+    """The C kernels must be built wherever a C compiler is (tools/install.sh builds them)."""
+    import shutil
+
+    from mmkd_plugins.evaluation.metrics.hamming_search import native_available
+    if not native_available():
+        if shutil.which('cc') or shutil.which('gcc'):
+            pytest.fail('the C extension mmkd_plugins.evaluation.metrics._hamming_native is not built '
+                        'although a C compiler exists: run `python setup.py build_ext --inplace`')
+        pytest.skip('no C compiler: the native Hamming kernels are not built')
 
 
 @pytest.mark.parametrize('bits,k', [(4, 1), (4, 37), (8, 120), (8, 300), (8, 1000), (70, 9)])
@@ -243,7 +276,7 @@ def test_knn_matches_brute_force_ties(cpu_path, bits, k):
 
 
 @pytest.mark.parametrize('order', ['random', 'sample_close'])
-def test_knn_sample_threshold_and_fallback(cpu_path, monkeypatch, order):
+def test_knn_sample_threshold_and_fallback(gemm_cpu_path, monkeypatch, order):
     """A sample smaller than the database (approximate limit) must still give the exact ranking,
     also when the sampled items are the nearest ones (the limit is then too tight -> re-search)."""
     from mmkd_plugins.evaluation.metrics import hamming_search
@@ -278,7 +311,7 @@ def test_knn_sample_threshold_and_fallback(cpu_path, monkeypatch, order):
         assert (True in calls) == (order == 'sample_close')  # the re-search ran only when needed
 
 
-def test_few_queries_split_the_database_across_threads(monkeypatch):
+def test_few_queries_split_the_database_across_threads(gemm_path, monkeypatch):
     """One block of queries and 2 threads: the database is searched in 2 spans in parallel (one
     span per thread, tile-aligned, covering it once), merged into the exact ranking; the radius
     pairs of both spans are kept."""
@@ -308,6 +341,96 @@ def test_few_queries_split_the_database_across_threads(monkeypatch):
     dist = (q[:, None, :] != db[None, :, :]).sum(-1)
     got = sorted(zip(blocks[0].radius_rows.tolist(), blocks[0].radius_cols.tolist()))
     assert got == sorted(zip(*np.nonzero(dist <= 2)))
+
+
+@pytest.mark.parametrize('bits,k', [(3, 7), (8, 64), (16, 500), (64, 40), (128, 33), (248, 12)])
+def test_native_spans_threads_and_radius_match_brute_force(bits, k):
+    """The C kernels on ties-heavy data: database spans merged (tiny memory budget), blocks and spans
+    in threads, k >= N, the radius pairs of every span; lengths up to the 248-bit limit."""
+    _require_native()
+    from mmkd_plugins.evaluation.metrics.hamming_search import hamming_knn_blocks
+    q, db, _, _ = _ties_heavy_case(bits * 7 + k, 19, 450, bits, pool=5)
+    dist = (q[:, None, :] != db[None, :, :]).sum(-1)
+    radius = int(np.median(dist))
+    for k_ in (k, 450, 1000):
+        ref_d, ref_i = _brute_knn(q, db, k_)
+        for kwargs in (dict(), dict(max_chunk_bytes=100), dict(max_chunk_bytes=1000, num_threads=2),
+                       dict(chunk_size=4, num_threads=3), dict(chunk_size=19, num_threads=2)):
+            blocks = list(hamming_knn_blocks(pack_bits(torch.from_numpy(q)),
+                                             pack_bits(torch.from_numpy(db)), k_, radius=radius,
+                                             backend='native', **kwargs))
+            assert [b.start for b in blocks] == sorted(b.start for b in blocks)
+            d = torch.cat([b.distances for b in blocks]).numpy()
+            i = torch.cat([b.indices for b in blocks]).numpy()
+            np.testing.assert_array_equal(d, ref_d, err_msg=str((k_, kwargs)))
+            np.testing.assert_array_equal(i, ref_i, err_msg=str((k_, kwargs)))
+            pairs = sorted((b.start + r, c) for b in blocks
+                           for r, c in zip(b.radius_rows.tolist(), b.radius_cols.tolist()))
+            assert pairs == sorted(zip(*np.nonzero(dist <= radius))), (k_, kwargs)
+
+
+def test_native_kernels_direct():
+    """The two C passes on their own: uint8 distances, a histogram exact up to the k-th distance,
+    the (distance, index) selection with a column offset; size errors are clear ValueErrors."""
+    _require_native()
+    from mmkd_plugins.evaluation.metrics import _hamming_native as native
+    rng = np.random.default_rng(5)
+    for nbytes, k in ((1, 1), (2, 9), (5, 30), (8, 100), (31, 7)):
+        q = rng.integers(0, 256, (6, nbytes), dtype=np.uint8)
+        x = rng.integers(0, 256, (300, nbytes), dtype=np.uint8)
+        x[::3] = x[0]  # duplicates: ties
+        levels = 8 * nbytes + 1
+        ref = np.unpackbits(q[:, None, :] ^ x[None, :, :], axis=-1).sum(-1).astype(np.int64)
+        dist = np.empty((6, 300), np.uint8)
+        hist = np.empty((6, levels), np.int64)
+        native.distances(q, x, nbytes, levels, k, dist, hist)
+        np.testing.assert_array_equal(dist, ref)
+        for row in range(6):
+            kth = np.sort(ref[row])[k - 1]
+            full = np.bincount(ref[row], minlength=levels)
+            np.testing.assert_array_equal(hist[row, :kth + 1], full[:kth + 1])
+        idx = np.empty((6, k), np.int64)
+        out_d = np.empty((6, k), np.uint8)
+        native.select(dist, 300, hist, levels, k, 1000, idx, out_d)
+        order = np.argsort(ref, axis=1, kind='stable')[:, :k]
+        np.testing.assert_array_equal(idx, order + 1000)
+        np.testing.assert_array_equal(out_d, np.take_along_axis(ref, order, axis=1))
+    q = np.zeros((2, 4), np.uint8)
+    x = np.zeros((10, 4), np.uint8)
+    with pytest.raises(ValueError, match='output sizes'):
+        native.distances(q, x, 4, 33, 3, np.empty(19, np.uint8), np.empty((2, 33), np.int64))
+    with pytest.raises(ValueError, match='nbytes'):
+        native.distances(q, x, 32, 257, 3, np.empty(20, np.uint8), np.empty((2, 257), np.int64))
+    with pytest.raises(ValueError, match='k <= n'):
+        native.distances(q, x, 4, 33, 11, np.empty(20, np.uint8), np.empty((2, 33), np.int64))
+    with pytest.raises(ValueError, match='histogram counts'):  # a histogram that counts too few
+        native.select(np.zeros(20, np.uint8), 10, np.zeros((2, 33), np.int64), 33, 3, 0,
+                      np.empty(6, np.int64), np.empty(6, np.uint8))
+
+
+def test_backend_choice_and_errors(monkeypatch):
+    """'auto' takes the C kernels for CPU codes of <= 31 bytes, else the GEMM path; asking for
+    'native' where it cannot run says why."""
+    from mmkd_plugins.evaluation.metrics import hamming_search
+    q, db, _, _ = _ties_heavy_case(2, 5, 60, 256)
+    qc, dc = pack_bits(torch.from_numpy(q)), pack_bits(torch.from_numpy(db))  # 32 bytes
+    ref_d, ref_i = _brute_knn(q, db, 10)
+    d, i = hamming_search.hamming_knn(qc, dc, 10)  # auto: 256 bits -> GEMM path
+    np.testing.assert_array_equal(d.numpy(), ref_d)
+    np.testing.assert_array_equal(i.numpy(), ref_i)
+    with pytest.raises(ValueError, match='at most 31 bytes'):
+        hamming_search.hamming_knn(qc, dc, 10, backend='native')
+    with pytest.raises(ValueError, match='backend must be one of'):
+        hamming_search.hamming_knn(qc, dc, 10, backend='faiss')
+    d, i = hamming_search.hamming_knn(qc[:, :8], dc[:, :8], 10, backend='gemm')
+    ref_d, ref_i = _brute_knn(q[:, :64], db[:, :64], 10)
+    np.testing.assert_array_equal(d.numpy(), ref_d)
+    np.testing.assert_array_equal(i.numpy(), ref_i)
+    monkeypatch.setattr(hamming_search, '_hamming_native', None)
+    with pytest.raises(RuntimeError, match='build_ext --inplace'):
+        hamming_search.hamming_knn(qc[:, :8], dc[:, :8], 10, backend='native')
+    d, i = hamming_search.hamming_knn(qc[:, :8], dc[:, :8], 10)  # auto without it: GEMM path
+    np.testing.assert_array_equal(i.numpy(), ref_i)
 
 
 @pytest.mark.parametrize('bits,topk', [(4, (1, 40, 150)), (8, (2, 250, 400))])

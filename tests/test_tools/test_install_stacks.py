@@ -68,3 +68,22 @@ def test_install_on_a_ready_stack_only_checks(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f'stack: {stack}' in proc.stderr
     assert 'installing' not in proc.stderr and 'building' not in proc.stderr, proc.stderr
+
+
+def test_reference_stack_never_installs_into_python3(tmp_path):
+    """MMKD_STACK=reference without $PYTHON (tools/install.sh run directly, as well as tools/run.sh)
+    resolves to its own virtual environment, created when missing, never to python3 itself (whose
+    newest-stack torch the reference pins would replace); an explicit $PYTHON is respected."""
+    script = f'source {os.path.join(REPO, "tools", "stack_python.sh")}; echo "$MMKD_STACK $PYTHON"'
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHON', 'MMKD_STACK')}
+    proc = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=120,
+                          env=dict(env, MMKD_STACK='reference', MMKD_VENV_DIR=str(tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    venv_python = tmp_path / 'reference' / 'bin' / 'python'
+    assert proc.stdout.split() == ['reference', str(venv_python)]
+    assert venv_python.exists() and 'creating the reference-stack virtual environment' in proc.stderr
+    proc = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=60,
+                          env=dict(env, MMKD_STACK='reference', PYTHON='/opt/py/bin/python'))
+    assert proc.stdout.split() == ['reference', '/opt/py/bin/python']
+    proc = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.stdout.split() == ['newest', 'python3']

@@ -26,7 +26,18 @@ found without a general top-k over the database (counting selection):
 4. a query with fewer than min(k, N) candidates (the sample was unrepresentative) is searched again
    with every item as candidate; the result is therefore exact whatever the sample says.
 
-Memory: one (queries x tile) float32 block, its mask and candidate indices, the candidate buffer
+Native CPU kernels (the default on CPU when built; ``backend='native'``): the C extension
+``_hamming_native`` (``csrc/hamming_native.c``, built by ``pip install -e .`` / ``tools/install.sh``;
+optional) computes the distances with XOR + popcount on the packed codes, one pass per block of
+queries over a database span writing uint8 distances and a per-query histogram of the L + 1
+distance values; from the histogram the k-th distance t is known exactly, and one scan of the
+distances in index order keeps the items below t and the first ones at t, each written at the next
+slot of its distance bucket, so the result is already sorted by (distance, index) (a counting
+selection and counting sort in one). No sample, no re-search. Codes up to 248 bits (31 bytes);
+longer codes, CUDA tensors and machines without the extension take the GEMM path below
+(``backend='gemm'``).
+
+GEMM path memory: one (queries x tile) float32 block, its mask and candidate indices, the candidate buffer
 (bounded by ``max_chunk_bytes``) and the 0/1 float32 database operand (cached when it fits
 ``max_chunk_bytes``, else unpacked tile by tile). Works on CPU and CUDA tensors (on CPU the unpacking
 and the tile compare + extraction run in numpy, several times faster than torch's CPU kernels there,
@@ -43,6 +54,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+try:  # optional C kernels, built by setup.py (``python setup.py build_ext --inplace``)
+    from . import _hamming_native
+except ImportError:  # pragma: no cover - depends on the build
+    _hamming_native = None
+
 # Worst-case bytes per (query, item) pair of a tile: float32 GEMM output, bool mask, and the int64
 # flat index / column, float32 key and int16 key of an extracted candidate (when every item is one).
 _PAIR_BYTES = 48
@@ -54,6 +70,9 @@ _MAX_SAMPLE = 8192
 # CPU tensors take numpy kernels for unpacking and extraction (several times faster than torch's CPU
 # kernels there); False runs the torch code path (the one CUDA tensors take) on CPU too.
 USE_NUMPY_ON_CPU = True
+# Longest code the native kernels take (uint8 distances): 31 bytes = 248 bits.
+NATIVE_MAX_BYTES = 31
+BACKENDS = ('auto', 'native', 'gemm')
 
 
 def _numpy_path(t: Tensor) -> bool:
@@ -375,13 +394,126 @@ class _Searcher:
                             r_keys // levels, r_cols)
 
 
+def native_available() -> bool:
+    """Whether the C kernels of :mod:`_hamming_native` were built and import."""
+    return _hamming_native is not None
+
+
+def _resolve_backend(backend: str, db_codes: Tensor) -> str:
+    """'native' or 'gemm' for ``backend`` ('auto' picks native for CPU codes of <= 248 bits)."""
+    if backend not in BACKENDS:
+        raise ValueError(f'hamming_knn: backend must be one of {BACKENDS}, got {backend!r}')
+    fits = db_codes.device.type == 'cpu' and db_codes.shape[1] <= NATIVE_MAX_BYTES
+    if backend == 'auto':
+        return 'native' if fits and native_available() else 'gemm'
+    if backend == 'native':
+        if not native_available():
+            raise RuntimeError('hamming_knn: backend="native" but the C extension '
+                               'mmkd_plugins.evaluation.metrics._hamming_native is not built; build it '
+                               'with `python setup.py build_ext --inplace` (or `bash tools/install.sh`), '
+                               'or use backend="auto" / "gemm"')
+        if not fits:
+            raise ValueError(f'hamming_knn: backend="native" takes CPU codes of at most '
+                             f'{NATIVE_MAX_BYTES} bytes, got {db_codes.shape[1]} bytes on '
+                             f'{db_codes.device}; use backend="auto" / "gemm"')
+    return backend
+
+
+def _native_blocks(query_codes: Tensor, db_codes: Tensor, k: int, radius: Optional[int],
+                   chunk_size: Optional[int], budget: int, threads: int) -> Iterator[HammingBlock]:
+    """:func:`hamming_knn_blocks` with the C kernels (CPU, <= 248 bits).
+
+    Blocks of ``qb`` queries against database spans of ``span`` items, ``qb * span`` uint8
+    distances within ``budget``; a span's first k per query come from the kernels already ranked,
+    several spans are merged by a stable sort of their distances (spans in index order). Blocks run
+    in ``threads`` threads; with fewer blocks than threads every block's spans run in parallel.
+    """
+    x = db_codes.contiguous().numpy()
+    queries = query_codes.to('cpu').contiguous().numpy()
+    num_q, (num_db, nbytes) = queries.shape[0], x.shape
+    levels = 8 * nbytes + 1
+    keep = min(int(k), num_db)
+    span = max(1, min(num_db, budget))  # one query row of uint8 distances within the budget
+    max_qb = chunk_size or max(1, min(_DEFAULT_QUERIES, budget // (span + 17 * keep)))
+    num_blocks = math.ceil(num_q / max_qb) if num_q else 0
+    if threads > 1 and num_q >= threads:  # a multiple of the threads: every thread gets blocks
+        num_blocks = threads * math.ceil(num_blocks / threads)
+    qb = int(chunk_size) if chunk_size else max(1, math.ceil(num_q / max(1, num_blocks)))
+    starts = list(range(0, num_q, qb))
+    spans = [(s, min(s + span, num_db)) for s in range(0, num_db, span)]
+    if threads > 1 and len(starts) < threads and len(spans) < threads:
+        # few queries: split the database into ``threads`` spans searched in parallel
+        n = math.ceil(num_db / threads)
+        spans = [(s, min(s + n, num_db)) for s in range(0, num_db, n)]
+    local = threading.local()  # per-thread distance buffer, reused across blocks
+
+    def search_span(q_codes: np.ndarray, lo: int, hi: int):
+        q, n = q_codes.shape[0], hi - lo
+        if getattr(local, 'dist', None) is None or local.dist.size < q * n:
+            local.dist = np.empty(qb * max(hi_ - lo_ for lo_, hi_ in spans), dtype=np.uint8)
+        dist = local.dist[:q * n].reshape(q, n)
+        hist = np.empty((q, levels), dtype=np.int64)
+        kk = min(keep, n)
+        _hamming_native.distances(q_codes, x[lo:hi], nbytes, levels, kk, dist, hist)
+        idx = np.empty((q, kk), dtype=np.int64)
+        dd = np.empty((q, kk), dtype=np.uint8)
+        _hamming_native.select(dist, n, hist, levels, kk, lo, idx, dd)
+        pairs = None
+        if radius is not None:
+            rows, cols = np.nonzero(dist <= radius)
+            pairs = (rows, cols + lo)
+        return idx, dd, pairs
+
+    def block(start: int, span_pool: Optional[ThreadPoolExecutor] = None) -> HammingBlock:
+        end = min(start + qb, num_q)
+        q_codes = queries[start:end]
+        if span_pool is not None:
+            parts = list(span_pool.map(lambda sp: search_span(q_codes, *sp), spans))
+        else:
+            parts = [search_span(q_codes, lo, hi) for lo, hi in spans]
+        if len(parts) == 1:
+            idx, dd = parts[0][0], parts[0][1]
+        else:  # spans in index order + a stable sort by distance = the (distance, index) rule
+            idx = np.concatenate([p[0] for p in parts], axis=1)
+            dd = np.concatenate([p[1] for p in parts], axis=1)
+            order = np.argsort(dd, axis=1, kind='stable')[:, :keep]
+            idx = np.take_along_axis(idx, order, axis=1)
+            dd = np.take_along_axis(dd, order, axis=1)
+        empty = torch.zeros(0, dtype=torch.int64)
+        rr = rc = empty
+        if radius is not None:
+            rr = torch.from_numpy(np.concatenate([p[2][0] for p in parts]).astype(np.int64))
+            rc = torch.from_numpy(np.concatenate([p[2][1] for p in parts]).astype(np.int64))
+        return HammingBlock(start, end, torch.from_numpy(idx), torch.from_numpy(dd.astype(np.int64)),
+                            rr, rc)
+
+    if threads <= 1 or (len(starts) <= 1 and len(spans) <= 1):
+        for start in starts:
+            yield block(start)
+        return
+    if len(starts) < threads:
+        with ThreadPoolExecutor(min(threads, len(spans))) as pool:
+            for start in starts:
+                yield block(start, pool)
+        return
+    with ThreadPoolExecutor(threads) as pool:  # at most ``threads`` blocks in flight
+        pending = [pool.submit(block, s) for s in starts[:threads]]
+        for i in range(len(starts)):
+            result = pending[i].result()
+            if i + threads < len(starts):
+                pending.append(pool.submit(block, starts[i + threads]))
+            pending[i] = None
+            yield result
+
+
 def hamming_knn_blocks(query_codes: Tensor,
                        db_codes: Tensor,
                        k: int,
                        radius: Optional[int] = None,
                        chunk_size: Optional[int] = None,
                        max_chunk_bytes: int = 32 * 2**20,
-                       num_threads: Optional[int] = None) -> Iterator[HammingBlock]:
+                       num_threads: Optional[int] = None,
+                       backend: str = 'auto') -> Iterator[HammingBlock]:
     """Exact k nearest database items (Hamming distance, then index) of every query, by blocks.
 
     Args:
@@ -395,6 +527,9 @@ def hamming_knn_blocks(query_codes: Tensor,
             thread count; the count is restored afterwards); with fewer blocks than threads the
             database is split into that many spans searched in parallel instead. CUDA tensors use
             one stream.
+        backend: ``'native'`` (C kernels: XOR + popcount, histogram selection; CPU, <= 248 bits),
+            ``'gemm'`` (float32 GEMM + sampled threshold; any device and length) or ``'auto'``
+            (native when it applies and is built, else gemm). Both give the same ranking.
 
     Yields:
         :class:`HammingBlock` per block of queries, in query order.
@@ -403,9 +538,13 @@ def hamming_knn_blocks(query_codes: Tensor,
         raise ValueError('hamming_knn: the database is empty')
     if int(k) < 1:
         raise ValueError(f'hamming_knn: k must be positive, got {k}')
+    threads = torch.get_num_threads() if num_threads is None else int(num_threads)
+    if _resolve_backend(backend, db_codes) == 'native':
+        yield from _native_blocks(query_codes, db_codes, k, radius, chunk_size,
+                                  max(int(max_chunk_bytes), 1), threads)
+        return
     searcher = _Searcher(query_codes, db_codes, k, radius, chunk_size, max(int(max_chunk_bytes), 1))
     starts = list(range(0, query_codes.shape[0], searcher.qb))
-    threads = torch.get_num_threads() if num_threads is None else int(num_threads)
     cpu_threads = db_codes.device.type == 'cpu' and threads > 1
     if cpu_threads and len(starts) < threads:
         # fewer query blocks than threads (few queries, large database): split the database into

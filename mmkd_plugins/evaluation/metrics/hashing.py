@@ -2,12 +2,14 @@
 
 Codes are stored packed, 8 bits a byte, most significant bit first (``numpy.packbits`` order); bit 1
 stands for +1 and bit 0 for -1. The ranking is exact and comes from
-:mod:`~mmkd_plugins.evaluation.metrics.hamming_search`: Hamming distances from a float32 GEMM of the
-+-1 codes, d = (L - <b_q, b_x>) / 2, and a counting selection of the top K (a threshold distance from a
-database sample, one pass keeping only the items at or below it, a stable counting sort of those),
-in blocks of queries and database tiles, so memory stays bounded (``max_chunk_bytes``) for any number
-of queries and database size. On CPU the blocks run in ``torch.get_num_threads()`` threads.
-``popcount64`` / ``hamming_distance`` (XOR + popcount on 64-bit words) remain as helpers.
+:mod:`~mmkd_plugins.evaluation.metrics.hamming_search`: on CPU (codes up to 248 bits) C kernels
+compute XOR + popcount distances and select the top K with a histogram of the distances (a
+threshold distance, then only the items at or below it, already in rank order); elsewhere Hamming
+distances come from a float32 GEMM of the +-1 codes, d = (L - <b_q, b_x>) / 2, with a counting
+selection. Both work in blocks of queries and database spans, so memory stays bounded
+(``max_chunk_bytes``) for any number of queries and database size; on CPU the blocks run in
+``torch.get_num_threads()`` threads. ``popcount64`` / ``hamming_distance`` (XOR + popcount on 64-bit
+words in torch) remain as helpers.
 
 Definitions (per query q; the database is ranked by Hamming distance, ties broken by database
 index, i.e. a stable sort; ``rel_j`` = the j-th ranked item shares at least one label with q):
@@ -23,13 +25,14 @@ Every reported number is the mean over queries.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
 from torch import Tensor
 
-from .hamming_search import hamming_knn_blocks
+from .hamming_search import BACKENDS, hamming_knn_blocks
 
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
@@ -37,6 +40,8 @@ _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 def pack_bits(bits: Tensor) -> Tensor:
     """Pack a (..., K) boolean tensor to (..., ceil(K / 8)) uint8, MSB first (numpy.packbits order)."""
     bits = bits.to(torch.bool)
+    if bits.device.type == 'cpu' and bits.dim() >= 1:  # numpy's packbits: same order, ~10x faster
+        return torch.from_numpy(np.packbits(bits.contiguous().numpy(), axis=-1))
     k = bits.shape[-1]
     pad = (-k) % 8
     if pad:
@@ -66,7 +71,9 @@ def _to_words(packed: Tensor) -> Tensor:
     """(N, B) uint8 -> (N, ceil(B / 8)) int64 words (zero padded; popcount is order-independent)."""
     pad = (-packed.shape[-1]) % 8
     if pad:
-        packed = torch.cat([packed, packed.new_zeros(packed.shape[0], pad)], dim=1)
+        out = packed.new_zeros(packed.shape[0], packed.shape[1] + pad)
+        out[:, :packed.shape[1]] = packed
+        packed = out
     return packed.contiguous().view(torch.int64)
 
 
@@ -127,11 +134,13 @@ def hashing_retrieval_metrics(query_codes: Tensor,
                               topk: Union[int, Sequence[int]] = 1000,
                               hamming_radius: Optional[int] = 2,
                               chunk_size: Optional[int] = None,
-                              max_chunk_bytes: int = 32 * 2**20) -> Dict[str, Tensor]:
+                              max_chunk_bytes: int = 32 * 2**20,
+                              backend: str = 'auto') -> Dict[str, Tensor]:
     """Per-query Hamming-ranking retrieval metrics (see the module docstring for the definitions).
 
     The ranking is :func:`~mmkd_plugins.evaluation.metrics.hamming_search.hamming_knn_blocks`
-    (exact; Hamming distances from a float32 GEMM of +-1 codes, counting selection of the top R).
+    (exact; on CPU XOR + popcount C kernels with a histogram selection of the top R, elsewhere a
+    float32 GEMM of +-1 codes with a counting selection).
 
     Args:
         query_codes: (Q, B) uint8 packed codes (:func:`pack_bits`).
@@ -142,6 +151,9 @@ def hashing_retrieval_metrics(query_codes: Tensor,
         hamming_radius: r for precision/recall within radius r; None skips them.
         chunk_size: queries per chunk; None derives it from ``max_chunk_bytes`` (at most 256).
         max_chunk_bytes: approximate memory of one chunk's temporaries (32 MiB by default).
+        backend: the search backend of :func:`hamming_knn_blocks`: ``'auto'`` (the native C
+            kernels for CPU codes of <= 248 bits when built, else the GEMM path), ``'native'``,
+            ``'gemm'``; the rankings are identical.
 
     Returns:
         dict of (Q,) float64 tensors: ``AP@K`` and ``P@K`` for every K, ``P_r`` and ``R_r``
@@ -187,7 +199,8 @@ def hashing_retrieval_metrics(query_codes: Tensor,
         pattern_tile = max(1, int(max_chunk_bytes) // (16 * max(1, min(num_q, 256))))
     out = {key: torch.zeros(num_q, dtype=torch.float64, device=device) for key in keys_out}
     for block in hamming_knn_blocks(query_codes, db_codes, max_r, radius=hamming_radius,
-                                    chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes):
+                                    chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes,
+                                    backend=backend):
         start, end = block.start, block.end
         rel = _shares_label(ql_words[start:end, None], dbl_words[block.indices])  # (q, R)
         rel_f = rel.to(torch.float64)
@@ -243,7 +256,7 @@ class HashingMAP(BaseMetric):
         split_key: the metainfo key of the split flag.
         query_split / database_split: the flag values.
         code_key: the data-sample field with packed codes.
-        chunk_size / max_chunk_bytes: see :func:`hashing_retrieval_metrics`.
+        chunk_size / max_chunk_bytes / backend: see :func:`hashing_retrieval_metrics`.
         collect_device / prefix: as in :class:`mmengine.evaluator.BaseMetric`.
 
     Reported keys: ``mAP@K``, ``precision@K``, ``precision_r{r}``, ``recall_r{r}`` (means over queries).
@@ -260,6 +273,7 @@ class HashingMAP(BaseMetric):
                  code_key: str = 'pred_hash_bits',
                  chunk_size: Optional[int] = None,
                  max_chunk_bytes: int = 32 * 2**20,
+                 backend: str = 'auto',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -274,6 +288,9 @@ class HashingMAP(BaseMetric):
         self.code_key = code_key
         self.chunk_size = chunk_size
         self.max_chunk_bytes = max_chunk_bytes
+        if backend not in BACKENDS:
+            raise ValueError(f'HashingMAP: backend must be one of {BACKENDS}, got {backend!r}')
+        self.backend = backend
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -327,7 +344,7 @@ class HashingMAP(BaseMetric):
         per_query = hashing_retrieval_metrics(
             codes[:nq], codes[nq:], labels[:nq], labels[nq:], topk=self.topk,
             hamming_radius=self.hamming_radius, chunk_size=self.chunk_size,
-            max_chunk_bytes=self.max_chunk_bytes)
+            max_chunk_bytes=self.max_chunk_bytes, backend=self.backend)
         metrics: Dict[str, float] = {}
         for k in self.topk:
             metrics[f'mAP@{k}'] = float(per_query[f'AP@{k}'].mean())
