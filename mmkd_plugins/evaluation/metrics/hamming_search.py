@@ -425,20 +425,25 @@ def _native_blocks(query_codes: Tensor, db_codes: Tensor, k: int, radius: Option
 
     Blocks of ``qb`` queries against database spans of ``span`` items, ``qb * span`` uint8
     distances within ``budget``; a span's first k per query come from the kernels already ranked,
-    several spans are merged by a stable sort of their distances (spans in index order). Blocks run
-    in ``threads`` threads; with fewer blocks than threads every block's spans run in parallel.
+    and the spans are merged in index order into the running first k by a stable sort of the
+    distances (earlier spans win ties: the (distance, index) rule). Blocks run in ``threads``
+    threads; with fewer blocks than threads every block's spans run in parallel.
     """
     x = db_codes.contiguous().numpy()
     queries = query_codes.to('cpu').contiguous().numpy()
     num_q, (num_db, nbytes) = queries.shape[0], x.shape
     levels = 8 * nbytes + 1
     keep = min(int(k), num_db)
-    span = max(1, min(num_db, budget))  # one query row of uint8 distances within the budget
-    max_qb = chunk_size or max(1, min(_DEFAULT_QUERIES, budget // (span + 17 * keep)))
-    num_blocks = math.ceil(num_q / max_qb) if num_q else 0
-    if threads > 1 and num_q >= threads:  # a multiple of the threads: every thread gets blocks
-        num_blocks = threads * math.ceil(num_blocks / threads)
-    qb = int(chunk_size) if chunk_size else max(1, math.ceil(num_q / max(1, num_blocks)))
+    if chunk_size:
+        qb = max(1, int(chunk_size))
+        span = max(1, min(num_db, budget // qb))
+    else:
+        span = max(1, min(num_db, budget))  # one query row of uint8 distances within the budget
+        max_qb = max(1, min(_DEFAULT_QUERIES, budget // (span + 17 * keep)))
+        num_blocks = math.ceil(num_q / max_qb)
+        if threads > 1 and num_q >= threads:  # a multiple of the threads: all threads get blocks
+            num_blocks = threads * math.ceil(num_blocks / threads)
+        qb = max(1, math.ceil(num_q / max(1, num_blocks)))
     starts = list(range(0, num_q, qb))
     spans = [(s, min(s + span, num_db)) for s in range(0, num_db, span)]
     if threads > 1 and len(starts) < threads and len(spans) < threads:
@@ -468,22 +473,26 @@ def _native_blocks(query_codes: Tensor, db_codes: Tensor, k: int, radius: Option
         end = min(start + qb, num_q)
         q_codes = queries[start:end]
         if span_pool is not None:
-            parts = list(span_pool.map(lambda sp: search_span(q_codes, *sp), spans))
+            parts = span_pool.map(lambda sp: search_span(q_codes, *sp), spans)
         else:
-            parts = [search_span(q_codes, lo, hi) for lo, hi in spans]
-        if len(parts) == 1:
-            idx, dd = parts[0][0], parts[0][1]
-        else:  # spans in index order + a stable sort by distance = the (distance, index) rule
-            idx = np.concatenate([p[0] for p in parts], axis=1)
-            dd = np.concatenate([p[1] for p in parts], axis=1)
-            order = np.argsort(dd, axis=1, kind='stable')[:, :keep]
-            idx = np.take_along_axis(idx, order, axis=1)
-            dd = np.take_along_axis(dd, order, axis=1)
-        empty = torch.zeros(0, dtype=torch.int64)
-        rr = rc = empty
+            parts = (search_span(q_codes, lo, hi) for lo, hi in spans)
+        idx = dd = None
+        pairs = []
+        for p_idx, p_dd, p_pairs in parts:  # spans in index order
+            if idx is None:
+                idx, dd = p_idx, p_dd
+            else:  # running first k + this span's, stable by distance: earlier items win ties
+                idx = np.concatenate([idx, p_idx], axis=1)
+                dd = np.concatenate([dd, p_dd], axis=1)
+                order = np.argsort(dd, axis=1, kind='stable')[:, :keep]
+                idx = np.take_along_axis(idx, order, axis=1)
+                dd = np.take_along_axis(dd, order, axis=1)
+            if p_pairs is not None:
+                pairs.append(p_pairs)
+        rr = rc = torch.zeros(0, dtype=torch.int64)
         if radius is not None:
-            rr = torch.from_numpy(np.concatenate([p[2][0] for p in parts]).astype(np.int64))
-            rc = torch.from_numpy(np.concatenate([p[2][1] for p in parts]).astype(np.int64))
+            rr = torch.from_numpy(np.concatenate([p[0] for p in pairs]).astype(np.int64))
+            rc = torch.from_numpy(np.concatenate([p[1] for p in pairs]).astype(np.int64))
         return HammingBlock(start, end, torch.from_numpy(idx), torch.from_numpy(dd.astype(np.int64)),
                             rr, rc)
 
