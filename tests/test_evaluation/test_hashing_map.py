@@ -159,10 +159,11 @@ def _samples(bits, labels, split, as_indices=False):
     return out
 
 
-@pytest.mark.parametrize('as_indices', [False, True])
-def test_metric_class(as_indices):
+@pytest.mark.parametrize('as_indices,backend', [(False, 'auto'), (True, 'auto'), (False, 'gemm')])
+def test_metric_class(as_indices, backend):
     q, db, ql, dbl = _random_case(4, 12, 20, 12, 4)
-    metric = HashingMAP(topk=(5, 10), hamming_radius=2, num_classes=4 if as_indices else None)
+    metric = HashingMAP(topk=(5, 10), hamming_radius=2, num_classes=4 if as_indices else None,
+                        backend=backend)
     samples = _samples(db[:10], dbl[:10], 'database', as_indices) + _samples(q, ql, 'query', as_indices)
     samples += _samples(db[10:], dbl[10:], 'database', as_indices)
     samples += _samples(db[:2], dbl[:2], 'train', as_indices)  # ignored
@@ -196,6 +197,8 @@ def test_metric_class_errors():
         metric.compute_metrics(metric.results)
     with pytest.raises(ValueError, match='topk'):
         HashingMAP(topk=[])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        HashingMAP(backend='faiss')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +425,10 @@ def test_backend_choice_and_errors(monkeypatch):
         hamming_search.hamming_knn(qc, dc, 10, backend='native')
     with pytest.raises(ValueError, match='backend must be one of'):
         hamming_search.hamming_knn(qc, dc, 10, backend='faiss')
+    with pytest.raises(ValueError, match='packed uint8 codes'):  # not silently reinterpreted bytes
+        hamming_search.hamming_knn(qc.long(), dc, 10)
+    with pytest.raises(ValueError, match='code length mismatch'):
+        hamming_search.hamming_knn(qc[:, :4], dc, 10)
     d, i = hamming_search.hamming_knn(qc[:, :8], dc[:, :8], 10, backend='gemm')
     ref_d, ref_i = _brute_knn(q[:, :64], db[:, :64], 10)
     np.testing.assert_array_equal(d.numpy(), ref_d)

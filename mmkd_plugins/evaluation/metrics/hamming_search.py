@@ -543,6 +543,13 @@ def hamming_knn_blocks(query_codes: Tensor,
     Yields:
         :class:`HammingBlock` per block of queries, in query order.
     """
+    for name, codes in (('query_codes', query_codes), ('db_codes', db_codes)):
+        if codes.dtype != torch.uint8 or codes.dim() != 2:
+            raise ValueError(f'hamming_knn: {name} must be packed uint8 codes of shape (n, bytes), '
+                             f'got {codes.dtype} {tuple(codes.shape)}')
+    if query_codes.shape[1] != db_codes.shape[1]:
+        raise ValueError(f'hamming_knn: code length mismatch: queries have {query_codes.shape[1]} '
+                         f'bytes, database {db_codes.shape[1]}')
     if db_codes.shape[0] == 0:
         raise ValueError('hamming_knn: the database is empty')
     if int(k) < 1:
