@@ -394,6 +394,17 @@ class _Searcher:
                             r_keys // levels, r_cols)
 
 
+def check_packed_codes(query_codes: Tensor, db_codes: Tensor, who: str) -> None:
+    """Both (n, bytes) uint8 packed codes of one length, else a ValueError prefixed ``who``."""
+    for name, codes in (('query_codes', query_codes), ('db_codes', db_codes)):
+        if codes.dtype != torch.uint8 or codes.dim() != 2:
+            raise ValueError(f'{who}: {name} must be packed uint8 codes of shape (n, bytes), '
+                             f'got {codes.dtype} {tuple(codes.shape)}')
+    if query_codes.shape[1] != db_codes.shape[1]:
+        raise ValueError(f'{who}: code length mismatch: queries have {query_codes.shape[1]} '
+                         f'bytes, database {db_codes.shape[1]}')
+
+
 def native_available() -> bool:
     """Whether the C kernels of :mod:`_hamming_native` were built and import."""
     return _hamming_native is not None
@@ -417,6 +428,19 @@ def _resolve_backend(backend: str, db_codes: Tensor) -> str:
                              f'{NATIVE_MAX_BYTES} bytes, got {db_codes.shape[1]} bytes on '
                              f'{db_codes.device}; use backend="auto" / "gemm"')
     return backend
+
+
+def _blocks_in_threads(block, starts: List[int], threads: int) -> Iterator[HammingBlock]:
+    """``block(start)`` for every start in ``threads`` threads, yielded in query order, with at
+    most ``threads`` blocks in flight so that the memory stays bounded."""
+    with ThreadPoolExecutor(threads) as pool:
+        pending = [pool.submit(block, s) for s in starts[:threads]]
+        for i in range(len(starts)):
+            result = pending[i].result()
+            if i + threads < len(starts):
+                pending.append(pool.submit(block, starts[i + threads]))
+            pending[i] = None
+            yield result
 
 
 def _native_blocks(query_codes: Tensor, db_codes: Tensor, k: int, radius: Optional[int],
@@ -505,14 +529,7 @@ def _native_blocks(query_codes: Tensor, db_codes: Tensor, k: int, radius: Option
             for start in starts:
                 yield block(start, pool)
         return
-    with ThreadPoolExecutor(threads) as pool:  # at most ``threads`` blocks in flight
-        pending = [pool.submit(block, s) for s in starts[:threads]]
-        for i in range(len(starts)):
-            result = pending[i].result()
-            if i + threads < len(starts):
-                pending.append(pool.submit(block, starts[i + threads]))
-            pending[i] = None
-            yield result
+    yield from _blocks_in_threads(block, starts, threads)
 
 
 def hamming_knn_blocks(query_codes: Tensor,
@@ -543,13 +560,7 @@ def hamming_knn_blocks(query_codes: Tensor,
     Yields:
         :class:`HammingBlock` per block of queries, in query order.
     """
-    for name, codes in (('query_codes', query_codes), ('db_codes', db_codes)):
-        if codes.dtype != torch.uint8 or codes.dim() != 2:
-            raise ValueError(f'hamming_knn: {name} must be packed uint8 codes of shape (n, bytes), '
-                             f'got {codes.dtype} {tuple(codes.shape)}')
-    if query_codes.shape[1] != db_codes.shape[1]:
-        raise ValueError(f'hamming_knn: code length mismatch: queries have {query_codes.shape[1]} '
-                         f'bytes, database {db_codes.shape[1]}')
+    check_packed_codes(query_codes, db_codes, 'hamming_knn')
     if db_codes.shape[0] == 0:
         raise ValueError('hamming_knn: the database is empty')
     if int(k) < 1:
@@ -580,14 +591,8 @@ def hamming_knn_blocks(query_codes: Tensor,
         return
     # CPU: whole blocks in parallel threads (torch and numpy release the GIL), at most ``threads``
     # blocks in flight so the memory stays bounded.
-    with _torch_threads(1), ThreadPoolExecutor(threads) as pool:
-        pending = [pool.submit(searcher.block, s) for s in starts[:threads]]
-        for i in range(len(starts)):
-            result = pending[i].result()
-            if i + threads < len(starts):
-                pending.append(pool.submit(searcher.block, starts[i + threads]))
-            pending[i] = None
-            yield result
+    with _torch_threads(1):
+        yield from _blocks_in_threads(searcher.block, starts, threads)
 
 
 def hamming_knn(query_codes: Tensor, db_codes: Tensor, k: int, **kwargs) -> Tuple[Tensor, Tensor]:

@@ -32,7 +32,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
 from torch import Tensor
 
-from .hamming_search import BACKENDS, hamming_knn_blocks
+from .hamming_search import BACKENDS, check_packed_codes, hamming_knn_blocks
 
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
@@ -164,13 +164,7 @@ def hashing_retrieval_metrics(query_codes: Tensor,
         raise ValueError(f'hashing metrics: topk must be positive integers, got {topk}')
     if hamming_radius is not None and int(hamming_radius) < 0:
         raise ValueError(f'hashing metrics: hamming_radius must be >= 0 or None, got {hamming_radius}')
-    for name, t in (('query_codes', query_codes), ('db_codes', db_codes)):
-        if t.dtype != torch.uint8 or t.dim() != 2:
-            raise ValueError(f'hashing metrics: {name} must be packed uint8 codes of shape (n, bytes), '
-                             f'got {t.dtype} {tuple(t.shape)}')
-    if query_codes.shape[1] != db_codes.shape[1]:
-        raise ValueError(f'hashing metrics: code length mismatch: queries have {query_codes.shape[1]} '
-                         f'bytes, database {db_codes.shape[1]}')
+    check_packed_codes(query_codes, db_codes, 'hashing metrics')
     for name, lab, codes in (('query', query_labels, query_codes), ('database', db_labels, db_codes)):
         if lab.dim() != 2 or lab.shape[0] != codes.shape[0]:
             raise ValueError(f'hashing metrics: {name} labels must be (n, C) with n = {codes.shape[0]}, '

@@ -229,6 +229,20 @@ static inline int has_byte_below(uint64_t w, uint64_t m) {
 }
 #endif
 
+/* Item j (distance d) of a row scanned in index order: kept when below the k-th distance t, or at t
+ * while the first ``at_t`` items there are taken; written at its distance bucket's next slot. */
+static inline void keep_item(int d, int t, Py_ssize_t j, int64_t col_offset, Py_ssize_t *slot,
+                             int64_t *idx, Py_ssize_t *at_t, Py_ssize_t *left) {
+    if (d < t) {
+        idx[slot[d]++] = j + col_offset;
+        (*left)--;
+    } else if (d == t && *at_t) {
+        idx[slot[t]++] = j + col_offset;
+        (*at_t)--;
+        (*left)--;
+    }
+}
+
 static void select_row(const uint8_t *row, Py_ssize_t n, const int64_t *hist, int levels,
                        Py_ssize_t k, int64_t col_offset, int64_t *idx, uint8_t *dout) {
     Py_ssize_t slot[256];
@@ -259,15 +273,7 @@ static void select_row(const uint8_t *row, Py_ssize_t n, const int64_t *hist, in
         while (mask && left) {
             Py_ssize_t jj = j + __builtin_ctz(mask);
             mask &= mask - 1;
-            int d = row[jj];
-            if (d < t) {
-                idx[slot[d]++] = jj + col_offset;
-                left--;
-            } else if (at_t) {
-                idx[slot[t]++] = jj + col_offset;
-                at_t--;
-                left--;
-            }
+            keep_item(row[jj], t, jj, col_offset, slot, idx, &at_t, &left);
         }
     }
 #else
@@ -276,31 +282,13 @@ static void select_row(const uint8_t *row, Py_ssize_t n, const int64_t *hist, in
         for (; j + 8 <= n && left; j += 8) {
             if (!has_byte_below(load64(row + j), m))
                 continue;
-            for (Py_ssize_t jj = j; jj < j + 8; jj++) {
-                int d = row[jj];
-                if (d < t) {
-                    idx[slot[d]++] = jj + col_offset;
-                    left--;
-                } else if (d == t && at_t) {
-                    idx[slot[t]++] = jj + col_offset;
-                    at_t--;
-                    left--;
-                }
-            }
+            for (Py_ssize_t jj = j; jj < j + 8; jj++)
+                keep_item(row[jj], t, jj, col_offset, slot, idx, &at_t, &left);
         }
     }
 #endif
-    for (; j < n && left; j++) {
-        int d = row[j];
-        if (d < t) {
-            idx[slot[d]++] = j + col_offset;
-            left--;
-        } else if (d == t && at_t) {
-            idx[slot[t]++] = j + col_offset;
-            at_t--;
-            left--;
-        }
-    }
+    for (; j < n && left; j++)
+        keep_item(row[j], t, j, col_offset, slot, idx, &at_t, &left);
 }
 
 static PyObject *py_select(PyObject *self, PyObject *args) {
